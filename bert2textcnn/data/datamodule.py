@@ -1,0 +1,155 @@
+"""Lightning data module: validated records in, batches of raw text + label ids out.
+
+Each model encodes the raw text itself (see ``DistillationModule.on_before_batch_transfer``), so
+one batch feeds a char-level student, a WordPiece teacher and any other model from the same text.
+The label map and the student vocabulary are built here, in ``__init__``, because LightningCLI
+links them into the model's constructor right after this object is created.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from bert2textcnn.checkpoint import project_record
+from bert2textcnn.data.records import Record, check_labels, read_records
+from bert2textcnn.data.vocab import TokenizerKind, Vocab
+from bert2textcnn.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def demo_path(split: str) -> str:
+    """The bundled demo corpus: the project's own hand-written posts (see README)."""
+    return str(files("bert2textcnn.data.demo") / f"{split}.csv")
+
+
+class TextDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        train_path: str | None = None,
+        val_path: str | None = None,
+        test_path: str | None = None,
+        predict_path: str | None = None,
+        text_column: str = "text",
+        label_column: str = "label",
+        tokenizer: TokenizerKind = "char",
+        lowercase: bool = True,
+        max_length: int = 128,
+        min_freq: int = 1,
+        max_vocab_size: int = 50_000,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        checkpoint: str | None = None,
+    ) -> None:
+        """
+        Args:
+            train_path: Training file (CSV, TSV or JSONL with a text and a label column).
+                With no path at all, the bundled demo corpus is used for train, val and test.
+            val_path: Validation file; the best checkpoint is chosen on it. Required with train_path.
+            test_path: Test file, for ``test`` and for the report printed after ``fit``.
+            predict_path: File of texts to label with ``predict`` (a label column is optional).
+            text_column: Name of the text column (or JSONL key).
+            label_column: Name of the label column; labels may be strings or integers.
+            tokenizer: Student tokenisation: ``char`` (one token per character) or ``jieba`` words.
+            lowercase: Lowercase text before the student's tokenizer.
+            max_length: Longest input in tokens, for the student and the teacher; longer texts are cut.
+            min_freq: Drop student tokens seen fewer times than this in the training file.
+            max_vocab_size: Keep at most this many student tokens (the most frequent).
+            batch_size: Texts per batch.
+            num_workers: DataLoader worker processes.
+            checkpoint: Take the label map, vocabulary and max length from this bert2textcnn
+                checkpoint instead of the training file. Set automatically from ``--ckpt_path``.
+        """
+        super().__init__()
+        if max_length < 1 or batch_size < 1:
+            raise UserError("--data.max_length and --data.batch_size must be positive")
+        if not any((train_path, val_path, test_path, predict_path)):
+            train_path, val_path, test_path = (demo_path(s) for s in ("train", "val", "test"))
+            log.info("No data paths given: using the bundled demo corpus (%s)", Path(train_path).parent)
+        self.paths = {"train": train_path, "val": val_path, "test": test_path, "predict": predict_path}
+        self.columns = (text_column, label_column)
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.max_length = max_length
+        self.records: dict[str, list[Record]] = {}
+        if checkpoint:
+            record = project_record(checkpoint)
+            self.labels: list[str] = list(record["labels"])
+            self.vocab = Vocab.from_dict(record["vocab"])
+            self.max_length = int(record["max_length"])
+            log.info("Label map and %s vocabulary (%d tokens) from %s", self.vocab.kind, len(self.vocab), checkpoint)
+        elif train_path:
+            train = self._read("train")
+            self.labels = sorted({r.label for r in train if r.label is not None})
+            if len(self.labels) < 2:
+                raise UserError(f"{train_path}: needs at least two classes, found {self.labels}")
+            self.vocab = Vocab.build(
+                (r.text for r in train), tokenizer, lowercase, min_freq, max_vocab_size
+            )
+            log.info("Built a %s vocabulary of %d tokens on %s", tokenizer, len(self.vocab), train_path)
+        else:
+            raise UserError("--data.train_path is required unless --ckpt_path names a trained model")
+
+    def _read(self, split: str) -> list[Record]:
+        if split not in self.records:
+            path = self.paths[split]
+            if path is None:
+                raise UserError(f"--data.{split}_path is required for this command")
+            records = read_records(path, *self.columns, require_label=split != "predict")
+            if split != "train" and hasattr(self, "labels"):
+                check_labels(records, self.labels, path)
+            self.records[split] = records
+        return self.records[split]
+
+    def setup(self, stage: str) -> None:
+        # Read every file the stage needs now, so a bad row stops the run before training starts.
+        needed = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["predict"]}
+        for split in needed[stage]:
+            self._read(split)
+
+    def train_texts(self) -> list[str]:
+        return [r.text for r in self._read("train")]
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        label_ids = {label: i for i, label in enumerate(self.labels)}
+        rows = [
+            {"text": r.text, "label": label_ids.get(r.label, -1), "index": i}
+            for i, r in enumerate(self._read(split))
+        ]
+        return DataLoader(
+            rows,  # type: ignore[arg-type]  # a list is a valid map-style dataset
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=collate,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict")
+
+
+def collate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Raw texts stay strings; every model turns them into its own ids on the way to the device.
+
+    ``index`` is the row's position in its file: the offline scheme's logits cache is keyed by it.
+    """
+    return {
+        "text": [row["text"] for row in rows],
+        "label": torch.tensor([row["label"] for row in rows], dtype=torch.long),
+        "index": torch.tensor([row["index"] for row in rows], dtype=torch.long),
+    }

@@ -1,0 +1,81 @@
+"""The student's vocabulary: characters or jieba words, built on the training texts only."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Literal
+
+import torch
+
+PAD, UNK = "<pad>", "<unk>"
+TokenizerKind = Literal["char", "jieba"]
+
+
+@cache
+def _jieba():
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)  # its dictionary-loading chatter is noise in a training log
+    return jieba
+
+
+def tokenize(text: str, kind: TokenizerKind, lowercase: bool) -> list[str]:
+    if lowercase:
+        text = text.lower()
+    pieces = list(text) if kind == "char" else _jieba().lcut(text)
+    return [piece for piece in pieces if piece.strip()]
+
+
+@dataclass
+class Vocab:
+    """Token ↔ id map; id 0 is padding and id 1 stands for every unseen token."""
+
+    tokens: list[str]
+    kind: TokenizerKind = "char"
+    lowercase: bool = True
+    _ids: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.tokens[:2] != [PAD, UNK]:
+            raise ValueError(f"a vocabulary must start with {PAD!r}, {UNK!r}")
+        self._ids = {token: i for i, token in enumerate(self.tokens)}
+
+    @classmethod
+    def build(
+        cls,
+        texts: Iterable[str],
+        kind: TokenizerKind = "char",
+        lowercase: bool = True,
+        min_freq: int = 1,
+        max_size: int = 50_000,
+    ) -> Vocab:
+        counts = Counter(token for text in texts for token in tokenize(text, kind, lowercase))
+        # Most frequent first; ties broken by the token itself so the same data gives the same ids.
+        ranked = sorted((t for t, n in counts.items() if n >= min_freq), key=lambda t: (-counts[t], t))
+        return cls([PAD, UNK, *ranked[: max(0, max_size - 2)]], kind, lowercase)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def encode(self, text: str) -> list[int]:
+        return [self._ids.get(t, 1) for t in tokenize(text, self.kind, self.lowercase)]
+
+    def encode_batch(self, texts: Sequence[str], max_length: int, min_length: int = 1) -> torch.Tensor:
+        """Pad to the longest text in the batch (at least ``min_length``), truncating at ``max_length``."""
+        ids = [self.encode(text)[:max_length] for text in texts]
+        width = max(min_length, *(len(row) for row in ids))
+        batch = torch.zeros(len(ids), width, dtype=torch.long)
+        for i, row in enumerate(ids):
+            batch[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        return batch
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tokens": self.tokens, "kind": self.kind, "lowercase": self.lowercase}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> Vocab:
+        return cls(list(state["tokens"]), state["kind"], bool(state["lowercase"]))

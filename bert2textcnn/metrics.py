@@ -1,0 +1,88 @@
+"""Classification metrics for one model on one split, and the ways we show them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torchmetrics import ConfusionMatrix
+
+
+class ClassificationMetrics(nn.Module):
+    """Accumulates a confusion matrix; every figure we report derives from it exactly."""
+
+    def __init__(self, labels: Sequence[str]) -> None:
+        super().__init__()
+        self.labels = list(labels)
+        self.confusion = ConfusionMatrix(task="multiclass", num_classes=len(self.labels))
+
+    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+        self.confusion.update(logits.argmax(dim=-1), target)
+
+    def reset(self) -> None:
+        self.confusion.reset()
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        """accuracy, macro_f1, and precision/recall/f1/support per class (rows are true labels)."""
+        cm = self.confusion.compute().double()
+        true_positive = cm.diag()
+        support, predicted = cm.sum(dim=1), cm.sum(dim=0)
+        precision = true_positive / predicted.clamp(min=1)
+        recall = true_positive / support.clamp(min=1)
+        f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
+        return {
+            "accuracy": true_positive.sum() / cm.sum().clamp(min=1),
+            "macro_f1": f1.mean(),
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "support": support,
+            "confusion": cm,
+        }
+
+    def scalars(self, values: dict[str, torch.Tensor], prefix: str) -> dict[str, float]:
+        """Flatten to loggable scalars: ``{prefix}macro_f1``, ``{prefix}precision_spam``, ..."""
+        flat = {f"{prefix}accuracy": values["accuracy"].item(), f"{prefix}macro_f1": values["macro_f1"].item()}
+        for name in ("precision", "recall", "f1"):
+            for label, value in zip(self.labels, values[name].tolist(), strict=True):
+                flat[f"{prefix}{name}_{label}"] = value
+        return flat
+
+    def report(self, values: dict[str, torch.Tensor], title: str) -> str:
+        """A per-class table in the spirit of scikit-learn's classification_report."""
+        width = max(12, *(len(label) for label in self.labels))
+        lines = [title, f"{'':>{width}}  precision  recall  f1-score  support"]
+        for i, label in enumerate(self.labels):
+            lines.append(
+                f"{label:>{width}}  {values['precision'][i]:9.4f}  {values['recall'][i]:6.4f}"
+                f"  {values['f1'][i]:8.4f}  {int(values['support'][i]):7d}"
+            )
+        total = int(values["support"].sum())
+        lines.append(f"{'accuracy':>{width}}  {'':9}  {'':6}  {values['accuracy']:8.4f}  {total:7d}")
+        lines.append(f"{'macro avg':>{width}}  {values['precision'].mean():9.4f}  "
+                     f"{values['recall'].mean():6.4f}  {values['macro_f1']:8.4f}  {total:7d}")
+        return "\n".join(lines)
+
+    def figure(self, values: dict[str, torch.Tensor], title: str):
+        """Confusion matrix as a matplotlib figure (counts in each cell), for TensorBoard."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        cm = values["confusion"].cpu().numpy()
+        fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(self.labels), 1.0 + 1.0 * len(self.labels)))
+        ax.imshow(cm, cmap="Blues")
+        ticks = range(len(self.labels))
+        ax.set_xticks(ticks, self.labels, rotation=45, ha="right")
+        ax.set_yticks(ticks, self.labels)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(title)
+        for i in ticks:
+            for j in ticks:
+                color = "white" if cm[i, j] > cm.max() / 2 else "black"
+                ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", color=color)
+        fig.tight_layout()
+        return fig

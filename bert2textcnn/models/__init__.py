@@ -1,0 +1,1 @@
+"""The student (TextCNN) and the teacher (a Hugging Face BERT classifier)."""

@@ -1,0 +1,41 @@
+"""TextCNN (Kim 2014): embeddings, parallel 1-D convolutions, max-over-time pooling, linear head."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+
+class ModelOutput(NamedTuple):
+    """What every model in the project returns, so distillation code never cares which one ran."""
+
+    logits: torch.Tensor  # (batch, classes)
+    features: torch.Tensor  # (batch, hidden): pooled representation, for hint losses
+
+
+class TextCNN(nn.Module):
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int,
+        embedding_dim: int = 128,
+        kernel_sizes: tuple[int, ...] = (2, 3, 4),
+        num_filters: int = 128,
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
+        self.convs = nn.ModuleList(nn.Conv1d(embedding_dim, num_filters, k) for k in kernel_sizes)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(num_filters * len(kernel_sizes), num_classes)
+        # Inputs shorter than the widest kernel would leave it nothing to convolve: pad to this.
+        self.min_length = max(kernel_sizes)
+
+    def forward(self, input_ids: torch.Tensor) -> ModelOutput:
+        if input_ids.size(1) < self.min_length:
+            input_ids = nn.functional.pad(input_ids, (0, self.min_length - input_ids.size(1)))
+        x = self.embedding(input_ids).transpose(1, 2)  # (batch, dim, length) for Conv1d
+        pooled = torch.cat([conv(x).relu().amax(dim=2) for conv in self.convs], dim=1)
+        return ModelOutput(self.head(self.dropout(pooled)), pooled)

@@ -1,0 +1,20 @@
+"""The scheme registry: ``--scheme NAME`` picks one of these LightningModules.
+
+A new scheme is one file with a ``DistillationModule`` subclass, added to ``SCHEMES`` here.
+"""
+
+from bert2textcnn.schemes.base import DistillationModule
+from bert2textcnn.schemes.joint_isolated import JointIsolatedScheme
+from bert2textcnn.schemes.offline import OfflineScheme
+from bert2textcnn.schemes.student import StudentScheme
+from bert2textcnn.schemes.teacher import TeacherScheme
+
+SCHEMES: dict[str, type[DistillationModule]] = {
+    cls.name: cls for cls in (StudentScheme, TeacherScheme, OfflineScheme, JointIsolatedScheme)
+}
+DEFAULT_SCHEME = "joint_isolated"
+
+
+def describe(name: str) -> str:
+    """The scheme's one-line summary: the first line of its class docstring."""
+    return (SCHEMES[name].__doc__ or "").strip().splitlines()[0]

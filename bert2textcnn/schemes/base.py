@@ -1,0 +1,262 @@
+"""What every scheme shares: the student, the teacher, text encoding, metrics, logging,
+optimizers, checkpoint contents and prediction. A scheme subclass states only what differs:
+its loss terms, what is detached, and how many optimizers step per batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, ClassVar, Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+
+from bert2textcnn.checkpoint import RECORD_KEY
+from bert2textcnn.errors import UserError
+from bert2textcnn.metrics import ClassificationMetrics
+from bert2textcnn.models.teacher import Teacher
+from bert2textcnn.models.textcnn import TextCNN
+
+log = logging.getLogger(__name__)
+
+Role = Literal["student", "teacher"]
+
+
+class DistillationModule(L.LightningModule):
+    """Base class; pick a scheme with ``--scheme`` (see ``bert2textcnn.schemes.SCHEMES``)."""
+
+    name: ClassVar[str]
+    has_student: ClassVar[bool] = True
+    has_teacher: ClassVar[bool] = False  # a trainable BERT teacher held as a submodule
+    selects_on: ClassVar[Role] = "student"  # whose val macro-F1 picks the best checkpoint
+    optimizer_steps_per_batch: ClassVar[int] = 1
+
+    def __init__(
+        self,
+        labels: list[str] | None = None,
+        vocab: Any = None,
+        max_length: int = 128,
+        alpha: float = 0.5,
+        temperature: float = 2.0,
+        teacher: str | None = None,
+        teacher_lowercase: bool | None = None,
+        embedding_dim: int = 128,
+        kernel_sizes: tuple[int, ...] = (2, 3, 4),
+        num_filters: int = 128,
+        dropout: float = 0.5,
+        student_lr: float = 1e-3,
+        teacher_lr: float = 2e-5,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.1,
+        max_grad_norm: float = 1.0,
+    ) -> None:
+        """
+        Args:
+            labels: Class names in id order (linked from the data; not set by hand).
+            vocab: The student's vocabulary (linked from the data; not set by hand).
+            max_length: Longest input in tokens (linked from ``--data.max_length``).
+            alpha: Weight α of the soft (KD) term in the student loss α·KD + (1−α)·CE.
+            temperature: Softmax temperature T of the KD term (which is scaled by T²).
+            teacher: Local Hugging Face BERT directory; default: the bundled m3e-small.
+            teacher_lowercase: Lowercase text for the teacher's tokenizer. Default: on when
+                its vocabulary knows only lowercase Latin letters (true of m3e-small).
+            embedding_dim: Student token-embedding size.
+            kernel_sizes: Student convolution widths, one filter bank each.
+            num_filters: Filters per kernel width.
+            dropout: Dropout before the student's classifier.
+            student_lr: Peak learning rate of the student (AdamW).
+            teacher_lr: Peak learning rate of the teacher (AdamW).
+            weight_decay: AdamW weight decay, for both models.
+            warmup_ratio: Share of training spent warming the learning rates up linearly;
+                they then decay linearly to zero.
+            max_grad_norm: Clip each model's gradient to this L2 norm (0 disables).
+        """
+        super().__init__()
+        if labels is None or vocab is None:
+            raise UserError("a scheme needs labels and a vocabulary from the data module")
+        if temperature <= 0:
+            raise UserError(f"--model.temperature must be positive, got {temperature}")
+        if not 0 <= alpha <= 1:
+            raise UserError(f"--model.alpha must lie in [0, 1], got {alpha}")
+        self.save_hyperparameters(ignore=["labels", "vocab", "max_length"])
+        self.labels, self.vocab, self.max_length = list(labels), vocab, max_length
+        self.student = (
+            TextCNN(len(vocab), len(labels), embedding_dim, tuple(kernel_sizes), num_filters, dropout)
+            if self.has_student
+            else None
+        )
+        self.teacher: Teacher | None = None  # built in configure_model, and only when used
+        roles = [r for r, present in (("student", self.has_student), ("teacher", self.has_teacher)) if present]
+        self.metrics = nn.ModuleDict(
+            {f"{stage}_{role}": ClassificationMetrics(self.labels) for stage in ("val", "test") for role in roles}
+        )
+
+    # ---- models and inputs -------------------------------------------------------------
+    def configure_model(self) -> None:
+        """Load the teacher once per process, unless this run only predicts with the student."""
+        predicting = self._trainer is not None and self.trainer.predicting and self.has_student
+        if self.has_teacher and self.teacher is None and not predicting:
+            self.teacher = Teacher(
+                self.hparams.teacher, len(self.labels), self.max_length, self.hparams.teacher_lowercase
+            )
+
+    def on_before_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        """Encode the batch's raw texts for each model present, each with its own tokenizer."""
+        texts = batch["text"]
+        if self.student is not None:
+            batch["student_ids"] = self.vocab.encode_batch(texts, self.max_length, self.student.min_length)
+        if self.teacher is not None:
+            batch["teacher_inputs"] = self.teacher.encode(texts)
+        return batch
+
+    def student_logits(self, batch: dict[str, Any]) -> torch.Tensor:
+        return self.student(batch["student_ids"]).logits
+
+    def teacher_logits(self, batch: dict[str, Any]) -> torch.Tensor:
+        return self.teacher(**batch["teacher_inputs"]).logits
+
+    # ---- training ---------------------------------------------------------------------
+    def loss_terms(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Named loss terms of one batch; ``loss`` is the one back-propagated (automatic schemes)."""
+        raise NotImplementedError
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        terms = self.loss_terms(batch)
+        self.log_terms(terms, batch_size=len(batch["text"]))
+        return terms["loss"]
+
+    def log_terms(self, terms: dict[str, torch.Tensor], batch_size: int) -> None:
+        self.log_dict(
+            {f"train/{name}": value.detach() for name, value in terms.items() if name != "loss"},
+            on_step=True,
+            on_epoch=True,
+            batch_size=batch_size,
+        )
+
+    def trained_modules(self) -> dict[Role, nn.Module]:
+        """The models this scheme updates, with their own learning rates."""
+        modules: dict[Role, nn.Module] = {}
+        if self.student is not None:
+            modules["student"] = self.student
+        if self.teacher is not None:
+            modules["teacher"] = self.teacher
+        return modules
+
+    def configure_optimizers(self) -> Any:
+        """AdamW per trained model (one optimizer with a param group each when the scheme steps
+        once per batch), each with linear warm-up then linear decay over the run's batches."""
+        lrs = {"student": self.hparams.student_lr, "teacher": self.hparams.teacher_lr}
+        modules = self.trained_modules()
+        per_optimizer = (
+            [[role] for role in modules] if self.optimizer_steps_per_batch > 1 else [list(modules)]
+        )
+        schedule = _warmup_then_decay(self.training_batches(), self.hparams.warmup_ratio)
+        configs = []
+        for roles in per_optimizer:
+            groups = [{"params": modules[r].parameters(), "lr": lrs[r], "name": r} for r in roles]
+            optimizer = torch.optim.AdamW(groups, weight_decay=self.hparams.weight_decay)
+            scheduler = LambdaLR(optimizer, [schedule] * len(groups))
+            name = "lr" if len(roles) > 1 else f"lr/{roles[0]}"
+            configs.append(
+                {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": name}}
+            )
+        return configs[0] if len(configs) == 1 else configs
+
+    def training_batches(self) -> int:
+        """Batches this run trains on, to size the schedules. Lightning's ``max_steps`` counts
+        optimizer steps, so a scheme stepping two optimizers per batch trains ``max_steps / 2``
+        batches (Lightning #17958); ``max_epochs`` counts batches as usual."""
+        trainer = self.trainer
+        estimate = trainer.estimated_stepping_batches  # also loads the train data if needed
+        if trainer.max_steps != -1:
+            per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
+            by_epochs = per_epoch * trainer.max_epochs if trainer.max_epochs not in (None, -1) else math.inf
+            estimate = min(by_epochs, math.ceil(trainer.max_steps / self.optimizer_steps_per_batch))
+        if estimate == math.inf:
+            raise UserError("set --trainer.max_epochs or --trainer.max_steps: the schedule needs a length")
+        return max(1, int(estimate))
+
+    def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None) -> None:
+        if self.hparams.max_grad_norm:
+            self.clip_gradients(optimizer, self.hparams.max_grad_norm, "norm")
+
+    # ---- evaluation -------------------------------------------------------------------
+    def evaluated_logits(self, batch: dict[str, Any]) -> dict[Role, torch.Tensor]:
+        logits: dict[Role, torch.Tensor] = {}
+        if self.student is not None:
+            logits["student"] = self.student_logits(batch)
+        if self.teacher is not None:
+            logits["teacher"] = self.teacher_logits(batch)
+        return logits
+
+    def _evaluate(self, stage: str, batch: dict[str, Any]) -> None:
+        labels = batch["label"]
+        for role, logits in self.evaluated_logits(batch).items():
+            self.metrics[f"{stage}_{role}"].update(logits, labels)
+            self.log(f"{stage}/loss_ce_{role}", F.cross_entropy(logits, labels), batch_size=len(labels))
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate("val", batch)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate("test", batch)
+
+    def _end_of_evaluation(self, stage: str) -> dict[str, dict[str, torch.Tensor]]:
+        results = {}
+        for key, metrics in self.metrics.items():
+            if not key.startswith(stage) or metrics.confusion.update_count == 0:
+                continue
+            role = key.split("_", 1)[1]
+            values = metrics.compute()
+            self.log_dict(metrics.scalars(values, f"{stage}/{role}_"), prog_bar=False)
+            if isinstance(self.logger, TensorBoardLogger) and not self.trainer.sanity_checking:
+                figure = metrics.figure(values, f"{role} · {stage} · epoch {self.current_epoch}")
+                self.logger.experiment.add_figure(f"{stage}/{role}_confusion_matrix", figure, self.global_step)
+            metrics.reset()
+            results[role] = values
+        return results
+
+    def on_validation_epoch_end(self) -> None:
+        self._end_of_evaluation("val")
+
+    def on_test_epoch_end(self) -> None:
+        for role, values in self._end_of_evaluation("test").items():
+            if self.trainer.is_global_zero:
+                print("\n" + self.metrics[f"test_{role}"].report(values, f"Test report · {role} ({self.name})"))
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        model = self.student_logits if self.student is not None else self.teacher_logits
+        return {"text": batch["text"], "probs": model(batch).softmax(dim=-1)}
+
+    # ---- checkpoints ------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Everything needed to encode raw text for the student, so a checkpoint predicts alone."""
+        checkpoint[RECORD_KEY] = {
+            "scheme": self.name,
+            "labels": self.labels,
+            "vocab": self.vocab.to_dict(),
+            "max_length": self.max_length,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.teacher is None:  # predicting with the student only: the teacher was not built
+            state = checkpoint["state_dict"]
+            for key in [k for k in state if k.startswith("teacher.")]:
+                del state[key]
+
+
+def _warmup_then_decay(total: int, warmup_ratio: float):
+    warmup = int(total * warmup_ratio)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+

@@ -1,0 +1,58 @@
+"""`joint_isolated` (方案2): teacher and student train together, each batch, with two optimizers.
+
+The teacher learns from the labels only; the student learns α·KD(s, t.detach()) + (1−α)·CE(s, y).
+Detaching t is the isolation: nothing the student does moves the teacher. Manual optimisation
+(as in Lightning's GAN example) lets each model keep its own optimizer, learning rate and schedule.
+"""
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from bert2textcnn.losses import student_loss
+from bert2textcnn.schemes.base import DistillationModule
+
+
+class JointIsolatedScheme(DistillationModule):
+    """Teacher (CE only) and student (α·KD + (1−α)·CE on detached teacher logits), trained together."""
+
+    name = "joint_isolated"
+    has_teacher = True
+    optimizer_steps_per_batch = 2
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.automatic_optimization = False
+
+    def teacher_loss_terms(
+        self, teacher_logits: torch.Tensor, student_logits: torch.Tensor, labels: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """The teacher's loss; ``loss_teacher`` is back-propagated into the teacher alone."""
+        ce = F.cross_entropy(teacher_logits, labels)
+        return {"loss_ce_teacher": ce, "loss_teacher": ce}
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        labels = batch["label"]
+        teacher_logits = self.teacher_logits(batch)
+        student_logits = self.student_logits(batch)
+        teacher_terms = self.teacher_loss_terms(teacher_logits, student_logits.detach(), labels)
+        student_terms = student_loss(
+            student_logits, teacher_logits.detach(), labels, self.hparams.alpha, self.hparams.temperature
+        )
+        teacher_optimizer, student_optimizer = self.optimizers()
+        for optimizer, loss in (
+            (teacher_optimizer, teacher_terms["loss_teacher"]),
+            (student_optimizer, student_terms["loss_student"]),
+        ):
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            self.configure_gradient_clipping(optimizer)
+            optimizer.step()
+        for scheduler in self.lr_schedulers():
+            scheduler.step()
+        self.log_terms({**teacher_terms, **student_terms}, batch_size=len(labels))
+
+    def trained_modules(self):
+        # Order fixes the optimizers' order: the teacher steps first, then the student.
+        return {"teacher": self.teacher, "student": self.student}

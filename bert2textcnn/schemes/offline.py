@@ -1,0 +1,113 @@
+"""`offline` (方案1): distil from an already fine-tuned, frozen teacher through cached logits.
+
+The teacher's logits over the training set are computed once and saved under ``cache_dir``,
+keyed by a fingerprint of the training texts, the teacher checkpoint's bytes and the max length;
+later runs with the same inputs skip the teacher entirely.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bert2textcnn.checkpoint import RECORD_KEY, read_checkpoint
+from bert2textcnn.errors import UserError
+from bert2textcnn.io import atomic_write
+from bert2textcnn.losses import student_loss
+from bert2textcnn.models.teacher import Teacher
+from bert2textcnn.schemes.base import DistillationModule
+
+log = logging.getLogger(__name__)
+CACHE_FORMAT = 1
+
+
+class OfflineScheme(DistillationModule):
+    """Student learns α·KD + (1−α)·CE from a frozen fine-tuned teacher's cached logits."""
+
+    name = "offline"
+
+    def __init__(self, teacher_checkpoint: str | None = None, cache_dir: str = "runs/logits_cache", **kwargs: Any) -> None:
+        """
+        Args:
+            teacher_checkpoint: A bert2textcnn checkpoint holding a fine-tuned teacher (from
+                ``--scheme teacher`` or a joint scheme). Required to train.
+            cache_dir: Where teacher logits are cached between runs.
+        """
+        super().__init__(**kwargs)
+        self.register_buffer("cached_logits", torch.empty(0), persistent=False)
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit":
+            texts = self.trainer.datamodule.train_texts()
+            self.cached_logits = teacher_logits_cache(
+                texts, self.hparams.teacher_checkpoint, self.labels, self.max_length, Path(self.hparams.cache_dir)
+            )
+
+    def loss_terms(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        teacher_logits = self.cached_logits[batch["index"]]
+        terms = student_loss(
+            self.student_logits(batch), teacher_logits, batch["label"], self.hparams.alpha, self.hparams.temperature
+        )
+        return {**terms, "loss": terms["loss_student"]}
+
+
+def load_trained_teacher(path: str, labels: Sequence[str], max_length: int) -> Teacher:
+    """Rebuild the teacher a project checkpoint was trained with, weights included."""
+    checkpoint = read_checkpoint(path)
+    trained_labels = checkpoint[RECORD_KEY]["labels"]
+    if list(trained_labels) != list(labels):
+        raise UserError(f"{path}: teacher was trained on labels {trained_labels}, the data has {list(labels)}")
+    hparams = checkpoint.get("hyper_parameters", {})
+    state = {k.removeprefix("teacher."): v for k, v in checkpoint["state_dict"].items() if k.startswith("teacher.")}
+    if not state:
+        raise UserError(f"{path}: holds no teacher weights; train one with `fit --scheme teacher`")
+    teacher = Teacher(hparams.get("teacher"), len(labels), max_length, hparams.get("teacher_lowercase"))
+    teacher.load_state_dict(state)
+    return teacher.eval()
+
+
+def fingerprint(texts: Sequence[str], checkpoint: str, max_length: int) -> str:
+    digest = hashlib.sha256(f"format={CACHE_FORMAT};max_length={max_length};n={len(texts)}\n".encode())
+    for text in texts:
+        digest.update(text.encode())
+        digest.update(b"\x00")
+    with open(checkpoint, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:24]
+
+
+def teacher_logits_cache(
+    texts: Sequence[str],
+    checkpoint: str | None,
+    labels: Sequence[str],
+    max_length: int,
+    cache_dir: Path,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """The teacher's logits for ``texts`` in order: from the cache, or computed once and cached."""
+    if not checkpoint:
+        raise UserError("--model.teacher_checkpoint is required by the offline scheme")
+    if not Path(checkpoint).is_file():
+        raise UserError(f"{checkpoint}: teacher checkpoint not found")
+    path = cache_dir / f"teacher_logits_{fingerprint(texts, checkpoint, max_length)}.pt"
+    if path.is_file():
+        log.info("Reusing cached teacher logits %s", path)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    log.info("Computing teacher logits over %d training texts (cached to %s)", len(texts), path)
+    teacher = load_trained_teacher(checkpoint, labels, max_length)
+    with torch.inference_mode():
+        logits = torch.cat(
+            [
+                teacher(**teacher.encode(texts[i : i + batch_size])).logits
+                for i in range(0, len(texts), batch_size)
+            ]
+        )
+    atomic_write(path, lambda tmp: torch.save(logits, tmp))
+    return logits
+
