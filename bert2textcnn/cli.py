@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 import yaml
@@ -148,6 +149,8 @@ class DistillCLI(LightningCLI):
 
 
 def main(args: list[str] | None = None) -> None:
+    # Encoding raw text in the LightningModule hook is deliberate (each model owns its tokenizer).
+    warnings.filterwarnings("ignore", message=".*overridden `on_before_batch_transfer`.*")
     package_log = logging.getLogger("bert2textcnn")
     if not package_log.handlers:
         handler = logging.StreamHandler()

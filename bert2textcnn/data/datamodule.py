@@ -68,6 +68,7 @@ class TextDataModule(L.LightningDataModule):
                 checkpoint instead of the training file. Set automatically from ``--ckpt_path``.
         """
         super().__init__()
+        self.save_hyperparameters(ignore=["checkpoint"])
         if max_length < 1 or batch_size < 1:
             raise UserError("--data.max_length and --data.batch_size must be positive")
         if not any((train_path, val_path, test_path, predict_path)):

@@ -80,6 +80,7 @@ class Teacher(nn.Module):
             )
         except (OSError, ValueError) as err:
             raise UserError(f"Cannot load a teacher from {directory}: {err}. {HOW_TO_POINT_ELSEWHERE}") from None
+        self.model.train()  # from_pretrained returns eval mode; Lightning decides the mode per stage
         self.max_length = max_length
         self.lowercase = uppercase_is_unknown(self.tokenizer) if lowercase is None else lowercase
         log.info("Teacher %s (lowercase input: %s)", directory, self.lowercase)

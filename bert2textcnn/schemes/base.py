@@ -105,6 +105,30 @@ class DistillationModule(L.LightningModule):
                 self.hparams.teacher, len(self.labels), self.max_length, self.hparams.teacher_lowercase
             )
 
+    def on_fit_start(self) -> None:
+        if self.teacher is not None:
+            self.log_tokenizer_fit(self.trainer.datamodule.train_texts())
+
+    def log_tokenizer_fit(self, texts: list[str]) -> None:
+        """How much of the training text the teacher cannot see: [UNK] rates as cased and lowercased."""
+        rates = {}
+        for lowercase in (False, True):
+            texts_rate, tokens_rate = self.teacher.unknown_rates(texts, lowercase)
+            case = "lowercased" if lowercase else "as_is"
+            rates[f"data/teacher_unk_texts_{case}"] = texts_rate
+            rates[f"data/teacher_unk_tokens_{case}"] = tokens_rate
+        log.info(
+            "Teacher tokenizer [UNK] on training texts: %.1f%% of texts / %.2f%% of tokens as written, "
+            "%.1f%% / %.2f%% lowercased (lowercasing is %s)",
+            100 * rates["data/teacher_unk_texts_as_is"],
+            100 * rates["data/teacher_unk_tokens_as_is"],
+            100 * rates["data/teacher_unk_texts_lowercased"],
+            100 * rates["data/teacher_unk_tokens_lowercased"],
+            "on" if self.teacher.lowercase else "off",
+        )
+        if self.logger is not None:
+            self.logger.log_metrics(rates, step=0)
+
     def on_before_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         """Encode the batch's raw texts for each model present, each with its own tokenizer."""
         texts = batch["text"]
@@ -213,7 +237,10 @@ class DistillationModule(L.LightningModule):
                 continue
             role = key.split("_", 1)[1]
             values = metrics.compute()
-            self.log_dict(metrics.scalars(values, f"{stage}/{role}_"), prog_bar=False)
+            scalars = metrics.scalars(values, f"{stage}/{role}_")
+            macro_f1 = f"{stage}/{role}_macro_f1"
+            self.log(macro_f1, scalars.pop(macro_f1), prog_bar=True)
+            self.log_dict(scalars)
             if isinstance(self.logger, TensorBoardLogger) and not self.trainer.sanity_checking:
                 figure = metrics.figure(values, f"{role} · {stage} · epoch {self.current_epoch}")
                 self.logger.experiment.add_figure(f"{stage}/{role}_confusion_matrix", figure, self.global_step)
