@@ -196,14 +196,14 @@ class DistillationModule(L.LightningModule):
         optimizer steps, so a scheme stepping two optimizers per batch trains ``max_steps / 2``
         batches (Lightning #17958); ``max_epochs`` counts batches as usual."""
         trainer = self.trainer
-        estimate = trainer.estimated_stepping_batches  # also loads the train data if needed
-        if trainer.max_steps != -1:
-            per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
-            by_epochs = per_epoch * trainer.max_epochs if trainer.max_epochs not in (None, -1) else math.inf
-            estimate = min(by_epochs, math.ceil(trainer.max_steps / self.optimizer_steps_per_batch))
-        if estimate == math.inf:
-            raise UserError("set --trainer.max_epochs or --trainer.max_steps: the schedule needs a length")
-        return max(1, int(estimate))
+        by_steps = math.ceil(trainer.max_steps / self.optimizer_steps_per_batch) if trainer.max_steps != -1 else math.inf
+        if trainer.max_epochs in (None, -1):
+            if by_steps == math.inf:
+                raise UserError("set --trainer.max_epochs or --trainer.max_steps: the schedule needs a length")
+            return by_steps
+        trainer.estimated_stepping_batches  # noqa: B018  # loads the train data, so its length is known
+        by_epochs = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches) * trainer.max_epochs
+        return max(1, min(by_epochs, by_steps))
 
     def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None) -> None:
         if self.hparams.max_grad_norm:

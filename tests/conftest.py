@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny_teacher import save_tiny_teacher  # noqa: E402
+
+from bert2textcnn.data.datamodule import demo_path  # noqa: E402
+
+SMS_SPAM = Path(__file__).resolve().parents[2] / "shared" / "data" / "sms_spam_zh"
+
+
+def read_demo(split: str) -> list[dict[str, str]]:
+    with open(demo_path(split), encoding="utf-8", newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def write_csv(path: Path, rows: list[dict[str, str]], columns: tuple[str, ...] = ("text", "label")) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory) -> Path:
+    texts = [row["text"] for split in ("train", "val", "test") for row in read_demo(split)]
+    return save_tiny_teacher(tmp_path_factory.mktemp("tiny_teacher"), texts)
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory) -> dict[str, Path]:
+    """A small slice of the bundled demo corpus: quick to train on, both classes present."""
+    directory = tmp_path_factory.mktemp("data")
+    return {
+        "train": write_csv(directory / "train.csv", read_demo("train")[:96]),
+        "val": write_csv(directory / "val.csv", read_demo("val")[:40]),
+    }
+
+
+@pytest.fixture
+def sms_spam() -> Path:
+    if not (SMS_SPAM / "train.csv").is_file():
+        pytest.skip(f"real data set not found at {SMS_SPAM} (it lives in ../shared beside the repo)")
+    return SMS_SPAM

@@ -1,0 +1,70 @@
+"""The offline scheme computes the teacher's logits once and reuses them until an input changes."""
+
+from __future__ import annotations
+
+import logging
+
+import lightning as L
+import pytest
+import torch
+
+from bert2textcnn.data.datamodule import TextDataModule
+from bert2textcnn.schemes import SCHEMES
+from bert2textcnn.schemes import offline as offline_module
+
+
+def fit(scheme: str, data: TextDataModule, root, **hparams):
+    model = SCHEMES[scheme](labels=data.labels, vocab=data.vocab, max_length=data.max_length, **hparams)
+    trainer = L.Trainer(
+        max_steps=2,
+        limit_val_batches=2,
+        default_root_dir=root,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, datamodule=data)
+    return model, trainer
+
+
+@pytest.fixture(scope="module")
+def teacher_checkpoint(tiny_teacher, small_data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("teacher_run")
+    data = TextDataModule(str(small_data["train"]), str(small_data["val"]), batch_size=16)
+    _, trainer = fit("teacher", data, root, teacher=str(tiny_teacher))
+    return trainer.checkpoint_callback.best_model_path
+
+
+def test_second_run_reuses_cache_without_loading_the_teacher(teacher_checkpoint, small_data, tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="bert2textcnn")
+    data = TextDataModule(str(small_data["train"]), str(small_data["val"]), batch_size=16)
+    first, _ = fit("offline", data, tmp_path, teacher_checkpoint=teacher_checkpoint, cache_dir=str(tmp_path / "cache"))
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
+    assert first.cached_logits.shape == (len(data.train_texts()), 2)
+
+    def no_teacher(*args, **kwargs):
+        raise AssertionError("the teacher was loaded although its logits are cached")
+
+    monkeypatch.setattr(offline_module, "load_trained_teacher", no_teacher)
+    second, _ = fit("offline", data, tmp_path, teacher_checkpoint=teacher_checkpoint, cache_dir=str(tmp_path / "cache"))
+    assert torch.equal(first.cached_logits, second.cached_logits)
+    assert "Reusing cached teacher logits" in caplog.text
+
+
+def test_cached_logits_are_the_teachers_own(teacher_checkpoint, small_data, tmp_path):
+    data = TextDataModule(str(small_data["train"]), str(small_data["val"]))
+    texts = data.train_texts()[:5]
+    logits = offline_module.teacher_logits_cache(texts, teacher_checkpoint, data.labels, data.max_length, tmp_path)
+    teacher = offline_module.load_trained_teacher(teacher_checkpoint, data.labels, data.max_length)
+    with torch.no_grad():
+        direct = teacher(**teacher.encode(texts)).logits
+    assert torch.allclose(logits, direct, atol=1e-5)
+
+
+def test_changed_data_invalidates_the_cache(teacher_checkpoint, small_data, tmp_path):
+    data = TextDataModule(str(small_data["train"]), str(small_data["val"]))
+    texts = data.train_texts()
+    offline_module.teacher_logits_cache(texts, teacher_checkpoint, data.labels, 64, tmp_path)
+    offline_module.teacher_logits_cache(texts[:-1], teacher_checkpoint, data.labels, 64, tmp_path)
+    offline_module.teacher_logits_cache(texts, teacher_checkpoint, data.labels, 32, tmp_path)
+    assert len(list(tmp_path.glob("teacher_logits_*.pt"))) == 3
