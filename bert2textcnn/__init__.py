@@ -1,7 +1,7 @@
 """Distil a BERT teacher into a fast TextCNN student with PyTorch Lightning.
 
-    python -m bert2textcnn fit --scheme joint_isolated     # bundled demo data, default teacher
-    python -m bert2textcnn --help                          # every scheme, one line each
+python -m bert2textcnn fit --scheme joint_isolated     # bundled demo data, default teacher
+python -m bert2textcnn --help                          # every scheme, one line each
 """
 
 import os

@@ -13,8 +13,8 @@ import warnings
 from pathlib import Path
 
 import yaml
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from jsonargparse import DefaultHelpFormatter
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from bert2textcnn.checkpoint import project_record

@@ -60,8 +60,10 @@ class ClassificationMetrics(nn.Module):
             )
         total = int(values["support"].sum())
         lines.append(f"{'accuracy':>{width}}  {'':9}  {'':6}  {values['accuracy']:8.4f}  {total:7d}")
-        lines.append(f"{'macro avg':>{width}}  {values['precision'].mean():9.4f}  "
-                     f"{values['recall'].mean():6.4f}  {values['macro_f1']:8.4f}  {total:7d}")
+        lines.append(
+            f"{'macro avg':>{width}}  {values['precision'].mean():9.4f}  "
+            f"{values['recall'].mean():6.4f}  {values['macro_f1']:8.4f}  {total:7d}"
+        )
         return "\n".join(lines)
 
     def figure(self, values: dict[str, torch.Tensor], title: str):

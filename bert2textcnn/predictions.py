@@ -25,7 +25,9 @@ class PredictionWriter(Callback):
     def on_predict_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.rows = []
 
-    def on_predict_batch_end(self, trainer, pl_module, outputs: dict[str, Any], batch, batch_idx, dataloader_idx=0) -> None:
+    def on_predict_batch_end(
+        self, trainer, pl_module, outputs: dict[str, Any], batch, batch_idx, dataloader_idx=0
+    ) -> None:
         labels = pl_module.labels
         for text, probs in zip(outputs["text"], outputs["probs"].tolist(), strict=True):
             best = max(range(len(probs)), key=probs.__getitem__)

@@ -10,9 +10,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny_teacher import save_tiny_teacher  # noqa: E402
+from tiny_teacher import save_tiny_teacher
 
-from bert2textcnn.data.datamodule import demo_path  # noqa: E402
+from bert2textcnn.data.datamodule import demo_path
 
 SMS_SPAM = Path(__file__).resolve().parents[2] / "shared" / "data" / "sms_spam_zh"
 

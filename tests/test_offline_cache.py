@@ -35,7 +35,9 @@ def teacher_checkpoint(tiny_teacher, small_data, tmp_path_factory):
     return trainer.checkpoint_callback.best_model_path
 
 
-def test_second_run_reuses_cache_without_loading_the_teacher(teacher_checkpoint, small_data, tmp_path, monkeypatch, caplog):
+def test_second_run_reuses_cache_without_loading_the_teacher(
+    teacher_checkpoint, small_data, tmp_path, monkeypatch, caplog
+):
     caplog.set_level(logging.INFO, logger="bert2textcnn")
     data = TextDataModule(str(small_data["train"]), str(small_data["val"]), batch_size=16)
     first, _ = fit("offline", data, tmp_path, teacher_checkpoint=teacher_checkpoint, cache_dir=str(tmp_path / "cache"))

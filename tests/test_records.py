@@ -10,7 +10,9 @@ from bert2textcnn.errors import DataError, UserError
 def test_reads_csv_tsv_jsonl_with_string_and_int_labels(tmp_path):
     (tmp_path / "a.csv").write_text('text,label\n"你好,世界",1\n再见,0\n', encoding="utf-8")
     (tmp_path / "a.tsv").write_text("content\ttag\n你好\tspam\n", encoding="utf-8")
-    (tmp_path / "a.jsonl").write_text(json.dumps({"text": "你好", "label": 1}, ensure_ascii=False) + "\n", encoding="utf-8")
+    (tmp_path / "a.jsonl").write_text(
+        json.dumps({"text": "你好", "label": 1}, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     csv_rows = read_records(tmp_path / "a.csv")
     assert [(r.text, r.label, r.line) for r in csv_rows] == [("你好,世界", "1", 2), ("再见", "0", 3)]
     assert read_records(tmp_path / "a.tsv", "content", "tag")[0].label == "spam"

@@ -90,9 +90,7 @@ class TextDataModule(L.LightningDataModule):
             self.labels = sorted({r.label for r in train if r.label is not None})
             if len(self.labels) < 2:
                 raise UserError(f"{train_path}: needs at least two classes, found {self.labels}")
-            self.vocab = Vocab.build(
-                (r.text for r in train), tokenizer, lowercase, min_freq, max_vocab_size
-            )
+            self.vocab = Vocab.build((r.text for r in train), tokenizer, lowercase, min_freq, max_vocab_size)
             log.info("Built a %s vocabulary of %d tokens on %s", tokenizer, len(self.vocab), train_path)
         else:
             raise UserError("--data.train_path is required unless --ckpt_path names a trained model")
@@ -120,8 +118,7 @@ class TextDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
         label_ids = {label: i for i, label in enumerate(self.labels)}
         rows = [
-            {"text": r.text, "label": label_ids.get(r.label, -1), "index": i}
-            for i, r in enumerate(self._read(split))
+            {"text": r.text, "label": label_ids.get(r.label, -1), "index": i} for i, r in enumerate(self._read(split))
         ]
         return DataLoader(
             rows,  # type: ignore[arg-type]  # a list is a valid map-style dataset

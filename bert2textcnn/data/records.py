@@ -120,7 +120,6 @@ def check_labels(records: Sequence[Record], labels: Sequence[str], path: str | P
         if record.label is not None and record.label not in known:
             raise DataError(
                 path,
-                f"label {record.label!r} does not occur in the training data "
-                f"(known labels: {', '.join(labels)})",
+                f"label {record.label!r} does not occur in the training data (known labels: {', '.join(labels)})",
                 record.line,
             )

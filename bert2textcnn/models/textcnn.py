@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -39,3 +40,15 @@ class TextCNN(nn.Module):
         x = self.embedding(input_ids).transpose(1, 2)  # (batch, dim, length) for Conv1d
         pooled = torch.cat([conv(x).relu().amax(dim=2) for conv in self.convs], dim=1)
         return ModelOutput(self.head(self.dropout(pooled)), pooled)
+
+
+def student_from_hparams(vocab_size: int, num_classes: int, hparams: Mapping[str, Any]) -> TextCNN:
+    """The student a scheme's hyper-parameters describe (training and standalone prediction alike)."""
+    return TextCNN(
+        vocab_size,
+        num_classes,
+        hparams["embedding_dim"],
+        tuple(hparams["kernel_sizes"]),
+        hparams["num_filters"],
+        hparams["dropout"],
+    )

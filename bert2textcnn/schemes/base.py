@@ -20,7 +20,7 @@ from bert2textcnn.checkpoint import RECORD_KEY
 from bert2textcnn.errors import UserError
 from bert2textcnn.metrics import ClassificationMetrics
 from bert2textcnn.models.teacher import Teacher
-from bert2textcnn.models.textcnn import TextCNN
+from bert2textcnn.models.textcnn import student_from_hparams
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +85,7 @@ class DistillationModule(L.LightningModule):
             raise UserError(f"--model.alpha must lie in [0, 1], got {alpha}")
         self.save_hyperparameters(ignore=["labels", "vocab", "max_length"])
         self.labels, self.vocab, self.max_length = list(labels), vocab, max_length
-        self.student = (
-            TextCNN(len(vocab), len(labels), embedding_dim, tuple(kernel_sizes), num_filters, dropout)
-            if self.has_student
-            else None
-        )
+        self.student = student_from_hparams(len(vocab), len(labels), self.hparams) if self.has_student else None
         self.teacher: Teacher | None = None  # built in configure_model, and only when used
         roles = [r for r, present in (("student", self.has_student), ("teacher", self.has_teacher)) if present]
         self.metrics = nn.ModuleDict(
@@ -176,9 +172,7 @@ class DistillationModule(L.LightningModule):
         once per batch), each with linear warm-up then linear decay over the run's batches."""
         lrs = {"student": self.hparams.student_lr, "teacher": self.hparams.teacher_lr}
         modules = self.trained_modules()
-        per_optimizer = (
-            [[role] for role in modules] if self.optimizer_steps_per_batch > 1 else [list(modules)]
-        )
+        per_optimizer = [[role] for role in modules] if self.optimizer_steps_per_batch > 1 else [list(modules)]
         schedule = _warmup_then_decay(self.training_batches(), self.hparams.warmup_ratio)
         configs = []
         for roles in per_optimizer:
@@ -196,7 +190,9 @@ class DistillationModule(L.LightningModule):
         optimizer steps, so a scheme stepping two optimizers per batch trains ``max_steps / 2``
         batches (Lightning #17958); ``max_epochs`` counts batches as usual."""
         trainer = self.trainer
-        by_steps = math.ceil(trainer.max_steps / self.optimizer_steps_per_batch) if trainer.max_steps != -1 else math.inf
+        by_steps = (
+            math.ceil(trainer.max_steps / self.optimizer_steps_per_batch) if trainer.max_steps != -1 else math.inf
+        )
         if trainer.max_epochs in (None, -1):
             if by_steps == math.inf:
                 raise UserError("set --trainer.max_epochs or --trainer.max_steps: the schedule needs a length")
@@ -205,7 +201,9 @@ class DistillationModule(L.LightningModule):
         by_epochs = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches) * trainer.max_epochs
         return max(1, min(by_epochs, by_steps))
 
-    def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None) -> None:
+    def configure_gradient_clipping(
+        self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None
+    ) -> None:
         if self.hparams.max_grad_norm:
             self.clip_gradients(optimizer, self.hparams.max_grad_norm, "norm")
 
@@ -286,4 +284,3 @@ def _warmup_then_decay(total: int, warmup_ratio: float):
         return max(0.0, (total - step) / max(1, total - warmup))
 
     return factor
-

@@ -31,7 +31,9 @@ class OfflineScheme(DistillationModule):
 
     name = "offline"
 
-    def __init__(self, teacher_checkpoint: str | None = None, cache_dir: str = "runs/logits_cache", **kwargs: Any) -> None:
+    def __init__(
+        self, teacher_checkpoint: str | None = None, cache_dir: str = "runs/logits_cache", **kwargs: Any
+    ) -> None:
         """
         Args:
             teacher_checkpoint: A bert2textcnn checkpoint holding a fine-tuned teacher (from
@@ -103,11 +105,7 @@ def teacher_logits_cache(
     teacher = load_trained_teacher(checkpoint, labels, max_length)
     with torch.inference_mode():
         logits = torch.cat(
-            [
-                teacher(**teacher.encode(texts[i : i + batch_size])).logits
-                for i in range(0, len(texts), batch_size)
-            ]
+            [teacher(**teacher.encode(texts[i : i + batch_size])).logits for i in range(0, len(texts), batch_size)]
         )
     atomic_write(path, lambda tmp: torch.save(logits, tmp))
     return logits
-

@@ -1,0 +1,119 @@
+"""End to end through ``python -m bert2textcnn`` in a subprocess, with a tiny random teacher."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bert2textcnn.predictor import StudentPredictor
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2"]
+
+
+def run_cli(*args: str, cwd: Path, ok: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-m", "bert2textcnn", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+    if ok:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def only_checkpoint(root: Path, scheme: str) -> Path:
+    [best] = (root / "runs" / scheme).glob("version_*/checkpoints/best.ckpt")
+    return best
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, tiny_teacher, small_data) -> Path:
+    root = tmp_path_factory.mktemp("cli")
+    common = [
+        "--data.train_path", str(small_data["train"]), "--data.val_path", str(small_data["val"]),
+        "--data.test_path", str(small_data["val"]), "--model.teacher", str(tiny_teacher), *FAST,
+    ]  # fmt: skip
+    (root / "common.txt").write_text("\n".join(common), encoding="utf-8")
+    return root
+
+
+def common(workdir: Path) -> list[str]:
+    return (workdir / "common.txt").read_text(encoding="utf-8").splitlines()
+
+
+@pytest.mark.parametrize("scheme", ["student", "teacher", "joint_isolated"])
+def test_fit_writes_checkpoint_events_and_test_report(workdir, scheme):
+    result = run_cli("fit", "--scheme", scheme, *common(workdir), cwd=workdir)
+    assert only_checkpoint(workdir, scheme).is_file()
+    assert list((workdir / "runs" / scheme).glob("version_*/events.out.tfevents.*"))
+    assert "Test report" in result.stdout and "macro avg" in result.stdout
+    assert "tensorboard --logdir" in result.stdout
+
+
+def test_offline_from_teacher_checkpoint_then_predict(workdir, small_data):
+    teacher_ckpt = only_checkpoint(workdir, "teacher") if (workdir / "runs" / "teacher").exists() else None
+    if teacher_ckpt is None:
+        run_cli("fit", "--scheme", "teacher", *common(workdir), cwd=workdir)
+        teacher_ckpt = only_checkpoint(workdir, "teacher")
+    result = run_cli(
+        "fit", "--scheme", "offline", "--model.teacher_checkpoint", str(teacher_ckpt), *common(workdir), cwd=workdir
+    )
+    assert "Computing teacher logits" in result.stderr
+    student_ckpt = only_checkpoint(workdir, "offline")
+
+    posts = workdir / "posts.csv"
+    posts.write_text("text\n加微信领取免费会员\n今天地铁又晚点了\nQQ群有福利\n", encoding="utf-8")
+    run_cli("predict", "--ckpt_path", str(student_ckpt), "--data.predict_path", str(posts), cwd=workdir)
+    with open(workdir / "posts.predictions.csv", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    assert [r["text"] for r in rows] == ["加微信领取免费会员", "今天地铁又晚点了", "QQ群有福利"]
+    assert all(r["predicted"] in {"normal", "spam"} for r in rows)
+    assert all(abs(float(r["prob_normal"]) + float(r["prob_spam"]) - 1) < 1e-5 for r in rows)
+
+    # The same checkpoint predicts alone, without Lightning or a teacher, and agrees with the CLI.
+    standalone = StudentPredictor.from_checkpoint(student_ckpt).predict([r["text"] for r in rows])
+    for row, (label, probs) in zip(rows, standalone, strict=True):
+        assert row["predicted"] == label
+        assert abs(float(row["prob_spam"]) - probs["spam"]) < 1e-5
+
+
+def test_test_subcommand_reads_scheme_and_vocab_from_checkpoint(workdir, small_data):
+    if not (workdir / "runs" / "joint_isolated").exists():
+        run_cli("fit", "--scheme", "joint_isolated", *common(workdir), cwd=workdir)
+    ckpt = only_checkpoint(workdir, "joint_isolated")
+    result = run_cli("test", "--ckpt_path", str(ckpt), "--data.test_path", str(small_data["val"]), cwd=workdir)
+    assert "Test report · student (joint_isolated)" in result.stdout
+    assert "Test report · teacher (joint_isolated)" in result.stdout
+
+
+def test_help_lists_every_scheme(workdir):
+    out = run_cli("--help", cwd=workdir).stdout
+    for scheme in ("student", "teacher", "offline", "joint_isolated"):
+        assert f"\n  {scheme} " in out
+
+
+def test_bad_input_is_one_clear_line_not_a_traceback(workdir, small_data):
+    bad = workdir / "bad_val.csv"
+    bad.write_text("text,label\n好,spam\n   ,normal\n", encoding="utf-8")
+    result = run_cli(
+        "fit", "--scheme", "student", "--data.train_path", str(small_data["train"]), "--data.val_path", str(bad),
+        cwd=workdir, ok=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert f"error: {bad}:3: empty text" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_teacher_directory_says_how_to_fix(workdir, small_data):
+    result = run_cli(
+        "fit", "--scheme", "teacher", "--data.train_path", str(small_data["train"]),
+        "--data.val_path", str(small_data["val"]), "--model.teacher", str(workdir / "nowhere"), cwd=workdir, ok=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr and "--model.teacher" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,25 @@
+"""Every YAML in configs/ parses against the CLI it is written for."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from bert2textcnn.cli import main, resolve_scheme
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_config_parses(config, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["bert2textcnn"])  # pytest's own flags are not ours
+    scheme = resolve_scheme(["fit", "--config", str(config)])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(config), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    assert f"scheme: {scheme}" in capsys.readouterr().out
+
+
+def test_scheme_flag_beats_config_file():
+    assert resolve_scheme(["fit", "--config", str(CONFIGS[0]), "--scheme", "student"]) == "student"
+    assert resolve_scheme(["fit"]) == "joint_isolated"
