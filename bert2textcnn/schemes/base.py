@@ -84,6 +84,7 @@ class DistillationModule(L.LightningModule):
         if not 0 <= alpha <= 1:
             raise UserError(f"--model.alpha must lie in [0, 1], got {alpha}")
         self.save_hyperparameters(ignore=["labels", "vocab", "max_length"])
+        self.hparams.kernel_sizes = list(kernel_sizes)  # a plain list reads back from YAML anywhere
         self.labels, self.vocab, self.max_length = list(labels), vocab, max_length
         self.student = student_from_hparams(len(vocab), len(labels), self.hparams) if self.has_student else None
         self.teacher: Teacher | None = None  # built in configure_model, and only when used
@@ -179,9 +180,8 @@ class DistillationModule(L.LightningModule):
             groups = [{"params": modules[r].parameters(), "lr": lrs[r], "name": r} for r in roles]
             optimizer = torch.optim.AdamW(groups, weight_decay=self.hparams.weight_decay)
             scheduler = LambdaLR(optimizer, [schedule] * len(groups))
-            name = "lr" if len(roles) > 1 else f"lr/{roles[0]}"
             configs.append(
-                {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": name}}
+                {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"}}
             )
         return configs[0] if len(configs) == 1 else configs
 

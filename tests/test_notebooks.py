@@ -1,0 +1,18 @@
+"""Notebooks are shipped without outputs; their code must at least compile."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_code_compiles_and_has_no_outputs(notebook):
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    assert code
+    for cell in code:
+        compile("".join(cell["source"]), f"{notebook.name}", "exec")
+        assert cell["outputs"] == []
