@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from bert2textcnn.predictor import StudentPredictor
 
@@ -26,8 +27,8 @@ def run_cli(*args: str, cwd: Path, ok: bool = True) -> subprocess.CompletedProce
     return result
 
 
-def only_checkpoint(root: Path, scheme: str) -> Path:
-    [best] = (root / "runs" / scheme).glob("version_*/checkpoints/best.ckpt")
+def only_checkpoint(root: Path, scheme: str, version: int = 0) -> Path:
+    [best] = (root / "runs" / scheme).glob(f"version_{version}/checkpoints/best.ckpt")
     return best
 
 
@@ -89,6 +90,20 @@ def test_test_subcommand_reads_scheme_and_vocab_from_checkpoint(workdir, small_d
     result = run_cli("test", "--ckpt_path", str(ckpt), "--data.test_path", str(small_data["val"]), cwd=workdir)
     assert "Test report · student (joint_isolated)" in result.stdout
     assert "Test report · teacher (joint_isolated)" in result.stdout
+
+
+def test_fit_resumes_from_last_checkpoint(workdir):
+    if not (workdir / "runs" / "joint_isolated").exists():
+        run_cli("fit", "--scheme", "joint_isolated", *common(workdir), cwd=workdir)
+    [last] = (workdir / "runs" / "joint_isolated").glob("version_0/checkpoints/last.ckpt")
+    result = run_cli(
+        "fit", "--ckpt_path", str(last), *common(workdir), "--trainer.max_epochs", "2", "--test_after_fit", "false",
+        cwd=workdir,
+    )  # fmt: skip
+    assert "Restored all states from the checkpoint" in result.stderr + result.stdout
+    resumed = torch.load(only_checkpoint(workdir, "joint_isolated", version=1), weights_only=True)
+    assert resumed["epoch"] == 1  # the second epoch, after the restored first one
+    assert len(resumed["optimizer_states"]) == 2  # teacher and student optimizers both saved
 
 
 def test_help_lists_every_scheme(workdir):
