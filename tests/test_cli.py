@@ -27,8 +27,8 @@ def run_cli(*args: str, cwd: Path, ok: bool = True) -> subprocess.CompletedProce
     return result
 
 
-def only_checkpoint(root: Path, scheme: str, version: int = 0) -> Path:
-    [best] = (root / "runs" / scheme).glob(f"version_{version}/checkpoints/best.ckpt")
+def only_checkpoint(root: Path, scheme: str) -> Path:
+    [best] = (root / "runs" / scheme).glob("version_0/checkpoints/best.ckpt")
     return best
 
 
@@ -47,13 +47,29 @@ def common(workdir: Path) -> list[str]:
     return (workdir / "common.txt").read_text(encoding="utf-8").splitlines()
 
 
-@pytest.mark.parametrize("scheme", ["student", "teacher", "joint_isolated"])
+@pytest.mark.parametrize("scheme", ["student", "teacher", "joint_isolated", "joint_coupled", "multitask"])
 def test_fit_writes_checkpoint_events_and_test_report(workdir, scheme):
     result = run_cli("fit", "--scheme", scheme, *common(workdir), cwd=workdir)
     assert only_checkpoint(workdir, scheme).is_file()
     assert list((workdir / "runs" / scheme).glob("version_*/events.out.tfevents.*"))
     assert "Test report" in result.stdout and "macro avg" in result.stdout
     assert "tensorboard --logdir" in result.stdout
+
+
+@pytest.mark.parametrize("scheme", ["joint_coupled", "multitask"])
+def test_new_joint_schemes_test_and_predict_from_their_checkpoint(workdir, small_data, scheme):
+    if not (workdir / "runs" / scheme).exists():
+        run_cli("fit", "--scheme", scheme, *common(workdir), cwd=workdir)
+    ckpt = only_checkpoint(workdir, scheme)
+    result = run_cli("test", "--ckpt_path", str(ckpt), "--data.test_path", str(small_data["val"]), cwd=workdir)
+    assert f"Test report · teacher ({scheme})" in result.stdout
+    out = workdir / f"{scheme}.predictions.csv"
+    run_cli(
+        "predict", "--ckpt_path", str(ckpt), "--data.predict_path", str(small_data["val"]),
+        "--predictions.output_path", str(out), cwd=workdir,
+    )  # fmt: skip
+    with open(out, encoding="utf-8") as file:
+        assert len(list(csv.DictReader(file))) == 40
 
 
 def test_offline_from_teacher_checkpoint_then_predict(workdir, small_data):
@@ -101,14 +117,15 @@ def test_fit_resumes_from_last_checkpoint(workdir):
         cwd=workdir,
     )  # fmt: skip
     assert "Restored all states from the checkpoint" in result.stderr + result.stdout
-    resumed = torch.load(only_checkpoint(workdir, "joint_isolated", version=1), weights_only=True)
+    best = result.stdout.split("Best checkpoint:")[1].split()[0]
+    resumed = torch.load(workdir / best, weights_only=True)
     assert resumed["epoch"] == 1  # the second epoch, after the restored first one
     assert len(resumed["optimizer_states"]) == 2  # teacher and student optimizers both saved
 
 
 def test_help_lists_every_scheme(workdir):
     out = run_cli("--help", cwd=workdir).stdout
-    for scheme in ("student", "teacher", "offline", "joint_isolated"):
+    for scheme in ("student", "teacher", "offline", "joint_isolated", "joint_coupled", "multitask"):
         assert f"\n  {scheme} " in out
 
 

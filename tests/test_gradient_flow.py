@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import lightning as L
+import pytest
 import torch
+import torch.nn.functional as F
 
 from bert2textcnn.data.datamodule import TextDataModule
-from bert2textcnn.losses import student_loss
 from bert2textcnn.schemes import SCHEMES
+
+# The loss each scheme back-propagates into each model.
+OBJECTIVE = {
+    "joint_isolated": {"student": "loss_student", "teacher": "loss_teacher"},
+    "joint_coupled": {"student": "loss_student", "teacher": "loss_teacher"},
+    "multitask": {"student": "loss", "teacher": "loss"},
+}
 
 
 def build(scheme: str, teacher, data_paths, **hparams):
@@ -35,47 +43,109 @@ def train_one_batch(scheme: str, teacher, data_paths, **hparams):
     return model
 
 
+def first_batch(scheme: str, teacher, data_paths, **hparams):
+    """A model in eval mode (no dropout, so every forward agrees) and one encoded batch."""
+    data, model = build(scheme, teacher, data_paths, **hparams)
+    model.configure_model()
+    model.eval()
+    data.setup("fit")
+    return model, model.on_before_batch_transfer(next(iter(data.train_dataloader())), 0)
+
+
 def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    left, right = snapshot(a), snapshot(b)
+    return all(torch.equal(left[k], right[k]) for k in left)
+
+
+def grads(loss: torch.Tensor, module: torch.nn.Module) -> list[torch.Tensor]:
+    return list(torch.autograd.grad(loss, list(module.parameters()), retain_graph=True, allow_unused=True))
 
 
 def test_joint_isolated_student_never_moves_the_teacher(tiny_teacher, small_data):
     soft_only = train_one_batch("joint_isolated", tiny_teacher, small_data, alpha=1.0)
     hard_only = train_one_batch("joint_isolated", tiny_teacher, small_data, alpha=0.0)
-    teacher_a, teacher_b = snapshot(soft_only.teacher), snapshot(hard_only.teacher)
-    assert all(torch.equal(teacher_a[k], teacher_b[k]) for k in teacher_a)
-    student_a, student_b = snapshot(soft_only.student), snapshot(hard_only.student)
-    assert any(not torch.equal(student_a[k], student_b[k]) for k in student_a)
+    assert same(soft_only.teacher, hard_only.teacher)
+    assert not same(soft_only.student, hard_only.student)
 
 
 def test_joint_isolated_teacher_does_learn(tiny_teacher, small_data):
     _, untrained = build("joint_isolated", tiny_teacher, small_data)
     untrained.configure_model()
     trained = train_one_batch("joint_isolated", tiny_teacher, small_data)
-    before, after = snapshot(untrained.teacher), snapshot(trained.teacher)
-    assert any(not torch.equal(before[k], after[k]) for k in before if "classifier" in k)
+    assert not same(untrained.teacher, trained.teacher)
 
 
-def test_joint_isolated_student_gradient_is_the_hand_mixed_loss(tiny_teacher, small_data):
-    data, model = build("joint_isolated", tiny_teacher, small_data, alpha=0.3, temperature=2.5)
-    model.configure_model()
-    model.eval()  # no dropout, so two forwards agree
-    data.setup("fit")
-    batch = model.on_before_batch_transfer(next(iter(data.train_dataloader())), 0)
-    s, t, y = model.student_logits(batch), model.teacher_logits(batch), batch["label"]
-    loss = student_loss(s, t.detach(), y, 0.3, 2.5)["loss_student"]
-    params = list(model.student.parameters())
-    grads = torch.autograd.grad(loss, params, retain_graph=True)
-    kd = torch.nn.functional.kl_div(
-        torch.log_softmax(s / 2.5, -1), torch.softmax(t.detach() / 2.5, -1), reduction="batchmean"
-    )
-    by_hand = 0.3 * 2.5**2 * kd + 0.7 * torch.nn.functional.cross_entropy(s, y)
-    for got, want in zip(grads, torch.autograd.grad(by_hand, params), strict=True):
+def test_joint_coupled_student_loss_moves_the_teacher_and_beta_zero_is_isolation(tiny_teacher, small_data):
+    coupled = train_one_batch("joint_coupled", tiny_teacher, small_data, beta=1.0)
+    uncoupled = train_one_batch("joint_coupled", tiny_teacher, small_data, beta=0.0)
+    isolated = train_one_batch("joint_isolated", tiny_teacher, small_data)
+    assert not same(coupled.teacher, uncoupled.teacher)
+    assert same(uncoupled.teacher, isolated.teacher)
+    assert same(uncoupled.student, isolated.student)
+
+
+def test_joint_coupled_teacher_gradient_is_ce_plus_beta_kd_on_detached_student(tiny_teacher, small_data):
+    model, batch = first_batch("joint_coupled", tiny_teacher, small_data, beta=0.7, temperature=3.0)
+    terms = model.loss_terms(batch)
+    s, t, y = model.student_logits(batch).detach(), model.teacher_logits(batch), batch["label"]
+    p_t, log_p_s = F.softmax(t / 3.0, -1), F.log_softmax(s / 3.0, -1)
+    kd = 3.0**2 * (p_t * (p_t.log() - log_p_s)).sum(-1).mean()
+    by_hand = F.cross_entropy(t, y) + 0.7 * kd
+    for got, want in zip(grads(terms["loss_teacher"], model.teacher), grads(by_hand, model.teacher), strict=True):
+        assert (got is None and want is None) or torch.allclose(got, want, atol=1e-6)
+    assert all(g is None for g in grads(terms["loss_teacher"], model.student))
+
+
+def test_multitask_teacher_gradient_is_its_ce_plus_the_students_kd(tiny_teacher, small_data):
+    model, batch = first_batch("multitask", tiny_teacher, small_data, alpha=0.4)
+    terms = model.loss_terms(batch)
+    summed = [
+        None if a is None else a + b
+        for a, b in zip(
+            grads(terms["loss_ce_teacher"], model.teacher),
+            grads(0.4 * terms["loss_kd"], model.teacher),
+            strict=True,
+        )
+    ]
+    kd_only = grads(terms["loss_kd"], model.teacher)
+    assert any(g is not None and g.abs().sum() > 0 for g in kd_only), "KD must reach the teacher in multitask"
+    for got, want in zip(grads(terms["loss"], model.teacher), summed, strict=True):
+        assert (got is None and want is None) or torch.allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("scheme", sorted(OBJECTIVE))
+def test_student_gradient_is_the_hand_mixed_loss(scheme, tiny_teacher, small_data):
+    alpha, temperature = 0.3, 2.5
+    model, batch = first_batch(scheme, tiny_teacher, small_data, alpha=alpha, temperature=temperature)
+    loss = model.loss_terms(batch)[OBJECTIVE[scheme]["student"]]
+    s, t, y = model.student_logits(batch), model.teacher_logits(batch).detach(), batch["label"]
+    p_t = F.softmax(t / temperature, -1)
+    kd = temperature**2 * (p_t * (p_t.log() - F.log_softmax(s / temperature, -1))).sum(-1).mean()
+    by_hand = alpha * kd + (1 - alpha) * F.cross_entropy(s, y)
+    for got, want in zip(grads(loss, model.student), grads(by_hand, model.student), strict=True):
         assert torch.allclose(got, want, atol=1e-6)
-    assert all(p.grad is None for p in model.teacher.parameters())
 
 
-def test_student_scheme_has_no_teacher_and_offline_holds_none(tiny_teacher, small_data):
+@pytest.mark.parametrize("scheme", ["joint_isolated", "joint_coupled"])
+def test_two_optimizers_each_own_one_model(scheme, tiny_teacher, small_data):
+    _, model = build(scheme, tiny_teacher, small_data)
+    model.configure_model()
+    assert list(model.trained_modules()) == ["teacher", "student"]
+    assert model.optimizer_steps_per_batch == 2 and not model.automatic_optimization
+
+
+def test_multitask_is_one_optimizer_with_a_learning_rate_per_model(tiny_teacher, small_data):
+    model = train_one_batch("multitask", tiny_teacher, small_data, student_lr=1e-3, teacher_lr=2e-5)
+    [optimizer] = model.trainer.optimizers
+    assert {g["name"]: g["initial_lr"] for g in optimizer.param_groups} == {"student": 1e-3, "teacher": 2e-5}
+    assert model.automatic_optimization
+
+
+def test_student_scheme_has_no_teacher(tiny_teacher, small_data):
     _, student = build("student", tiny_teacher, small_data)
     student.configure_model()
     assert student.teacher is None

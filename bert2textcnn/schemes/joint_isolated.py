@@ -9,9 +9,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from bert2textcnn.losses import student_loss
-from bert2textcnn.schemes.base import DistillationModule
+from bert2textcnn.schemes.base import DistillationModule, Role
 
 
 class JointIsolatedScheme(DistillationModule):
@@ -26,13 +27,13 @@ class JointIsolatedScheme(DistillationModule):
         self.automatic_optimization = False
 
     def teacher_loss_terms(
-        self, teacher_logits: torch.Tensor, student_logits: torch.Tensor, labels: torch.Tensor
+        self, teacher_logits: torch.Tensor, detached_student_logits: torch.Tensor, labels: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """The teacher's loss; ``loss_teacher`` is back-propagated into the teacher alone."""
+        """The teacher's loss, ``loss_teacher``; it can see the student's logits but never move them."""
         ce = F.cross_entropy(teacher_logits, labels)
         return {"loss_ce_teacher": ce, "loss_teacher": ce}
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def loss_terms(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         labels = batch["label"]
         teacher_logits = self.teacher_logits(batch)
         student_logits = self.student_logits(batch)
@@ -40,19 +41,22 @@ class JointIsolatedScheme(DistillationModule):
         student_terms = student_loss(
             student_logits, teacher_logits.detach(), labels, self.hparams.alpha, self.hparams.temperature
         )
+        return {**teacher_terms, **student_terms}
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        terms = self.loss_terms(batch)
         teacher_optimizer, student_optimizer = self.optimizers()
-        for optimizer, loss in (
-            (teacher_optimizer, teacher_terms["loss_teacher"]),
-            (student_optimizer, student_terms["loss_student"]),
-        ):
+        # The two losses live on separate graphs (each sees the other model detached), so the
+        # order of the two updates cannot leak one model's loss into the other.
+        for optimizer, loss in ((teacher_optimizer, terms["loss_teacher"]), (student_optimizer, terms["loss_student"])):
             optimizer.zero_grad()
             self.manual_backward(loss)
             self.configure_gradient_clipping(optimizer)
             optimizer.step()
         for scheduler in self.lr_schedulers():
             scheduler.step()
-        self.log_terms({**teacher_terms, **student_terms}, batch_size=len(labels))
+        self.log_terms(terms, batch_size=len(batch["text"]))
 
-    def trained_modules(self):
+    def trained_modules(self) -> dict[Role, nn.Module]:
         # Order fixes the optimizers' order: the teacher steps first, then the student.
         return {"teacher": self.teacher, "student": self.student}

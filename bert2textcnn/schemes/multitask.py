@@ -1,0 +1,31 @@
+"""`multitask` (方案4): teacher and student as one multi-task model with one summed loss,
+CE(t, y) + α·KD(s, t) + (1−α)·CE(s, y), nothing detached, one backward and one optimizer step
+(one AdamW with a parameter group per model, so each keeps its learning rate).
+
+The KD term therefore also pulls the teacher towards the student. The source reports the
+TextCNN degrading under this scheme; it is reproduced as described, not corrected.
+"""
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from bert2textcnn.losses import student_loss
+from bert2textcnn.schemes.base import DistillationModule
+
+
+class MultitaskScheme(DistillationModule):
+    """One summed loss CE(t) + α·KD(s, t) + (1−α)·CE(s), nothing detached, one optimizer step."""
+
+    name = "multitask"
+    has_teacher = True
+
+    def loss_terms(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        labels = batch["label"]
+        teacher_logits = self.teacher_logits(batch)
+        ce_teacher = F.cross_entropy(teacher_logits, labels)
+        terms = student_loss(
+            self.student_logits(batch), teacher_logits, labels, self.hparams.alpha, self.hparams.temperature
+        )
+        return {"loss_ce_teacher": ce_teacher, **terms, "loss": ce_teacher + terms["loss_student"]}
