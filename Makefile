@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint venv clean bench-joint
 
 venv: $(STAMP)
 
@@ -33,9 +33,13 @@ test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$rc
 
+# Real data and the real teacher: tens of minutes on 2 CPU cores. Prints a markdown table.
+bench-joint: $(STAMP)
+	$(PY) benchmarks/joint_schemes.py --epochs 2 --seeds 1
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check bert2textcnn tests
-	$(VENV)/bin/ruff format --check bert2textcnn tests
+	$(VENV)/bin/ruff check bert2textcnn tests benchmarks
+	$(VENV)/bin/ruff format --check bert2textcnn tests benchmarks
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

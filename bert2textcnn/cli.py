@@ -134,6 +134,9 @@ class DistillCLI(LightningCLI):
         config = self.config[self.subcommand]
         if config.scheme != self.scheme:
             raise UserError(f"--scheme {config.scheme} conflicts with the scheme {self.scheme} chosen earlier")
+        if self.subcommand == "predict":  # predictions go to a CSV: no TensorBoard run, no config.yaml
+            config.trainer.logger = False
+            self.save_config_callback = None
         ckpt_path = config.get("ckpt_path")
         if ckpt_path and Path(ckpt_path).is_file():
             config.data.checkpoint = ckpt_path  # encode text exactly as the checkpoint was trained

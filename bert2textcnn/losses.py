@@ -6,6 +6,8 @@ scale of the soft term independent of T, so α means the same thing at every tem
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -16,15 +18,7 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     Gradients flow into whichever argument is not detached: the student's (the usual case), the
     teacher's (the coupled scheme), or both (the multi-task scheme).
     """
-    return (
-        F.kl_div(
-            F.log_softmax(student_logits / temperature, dim=-1),
-            F.log_softmax(teacher_logits / temperature, dim=-1),
-            reduction="batchmean",
-            log_target=True,
-        )
-        * temperature**2
-    )
+    return kd_to_distribution(student_logits, F.softmax(teacher_logits / temperature, dim=-1), temperature)
 
 
 def student_loss(
@@ -38,3 +32,32 @@ def student_loss(
     kd = kd_loss(student_logits, teacher_logits, temperature)
     ce = F.cross_entropy(student_logits, labels)
     return {"loss_kd": kd, "loss_ce_student": ce, "loss_student": alpha * kd + (1 - alpha) * ce}
+
+
+def mixed_soft_target(
+    logits: Sequence[torch.Tensor],
+    weights: Sequence[float],
+    temperatures: Sequence[float],
+    masks: Sequence[torch.Tensor],
+) -> torch.Tensor:
+    """p_mix = Σ_k w_k·softmax(t_k / T_k) / Σ_k w_k over the teachers that scored each row.
+
+    A teacher that could not score a row (mask False) drops out of that row's mix and the
+    remaining weights are renormalised; its logits there are never read as zeros.
+    """
+    row_weights = torch.stack([w * m.to(t.dtype) for t, w, m in zip(logits, weights, masks, strict=True)])  # (K, B)
+    total = row_weights.sum(dim=0)
+    if (total <= 0).any():
+        raise ValueError("a row has no teacher with positive weight")
+    probs = torch.stack([F.softmax(t / tau, dim=-1) for t, tau in zip(logits, temperatures, strict=True)])  # (K, B, C)
+    return (row_weights.unsqueeze(-1) * probs).sum(dim=0) / total.unsqueeze(-1)
+
+
+def kd_to_distribution(
+    student_logits: torch.Tensor, target: torch.Tensor, temperature: float, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """T² · KL(target ‖ softmax(s/T)), averaged over the rows in ``mask`` (all rows by default)."""
+    per_row = F.kl_div(F.log_softmax(student_logits / temperature, dim=-1), target, reduction="none").sum(-1)
+    if mask is not None:
+        per_row = per_row[mask]
+    return per_row.mean() * temperature**2 if per_row.numel() else per_row.sum()

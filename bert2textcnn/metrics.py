@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torchmetrics import ConfusionMatrix
+from torchmetrics import ConfusionMatrix, Metric
 
 
 class ClassificationMetrics(nn.Module):
@@ -88,3 +88,41 @@ class ClassificationMetrics(nn.Module):
                 ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", color=color)
         fig.tight_layout()
         return fig
+
+
+class CompatibilityMetrics(Metric):
+    """How a new model's predictions relate to an old (production) model's on the same rows.
+
+    coverage: of the rows the old model correctly flagged as positive (spam), the share the new
+    model flags too. negative_flip_rate: old right and new wrong, over all rows (Yan et al. 2021,
+    "Positive-Congruent Training"). positive_flip_rate: old wrong and new right. agreement: both
+    predict the same class.
+    """
+
+    full_state_update = False
+
+    def __init__(self, positive_index: int) -> None:
+        super().__init__()
+        self.positive_index = positive_index
+        for name in ("rows", "old_hits", "kept_hits", "negative_flips", "positive_flips", "agreements"):
+            self.add_state(name, default=torch.tensor(0), dist_reduce_fx="sum")
+
+    def update(self, new_logits: torch.Tensor, old_logits: torch.Tensor, target: torch.Tensor) -> None:
+        new, old = new_logits.argmax(-1), old_logits.argmax(-1)
+        old_right, new_right = old == target, new == target
+        old_hit = old_right & (old == self.positive_index)
+        self.rows += target.numel()
+        self.old_hits += old_hit.sum()
+        self.kept_hits += (old_hit & (new == self.positive_index)).sum()
+        self.negative_flips += (old_right & ~new_right).sum()
+        self.positive_flips += (~old_right & new_right).sum()
+        self.agreements += (new == old).sum()
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        rows = self.rows.clamp(min=1).double()
+        return {
+            "coverage": self.kept_hits / self.old_hits.clamp(min=1).double(),
+            "negative_flip_rate": self.negative_flips / rows,
+            "positive_flip_rate": self.positive_flips / rows,
+            "agreement": self.agreements / rows,
+        }

@@ -35,9 +35,12 @@ class StudentPredictor:
         return cls(student, vocab, record["labels"], int(record["max_length"]))
 
     @torch.inference_mode()
+    def logits(self, texts: Sequence[str]) -> torch.Tensor:
+        """Encoded with this checkpoint's own vocabulary, tokenizer and max length."""
+        return self.student(self.vocab.encode_batch(texts, self.max_length, self.student.min_length)).logits
+
     def probabilities(self, texts: Sequence[str]) -> torch.Tensor:
-        ids = self.vocab.encode_batch(texts, self.max_length, self.student.min_length)
-        return self.student(ids).logits.softmax(dim=-1)
+        return self.logits(texts).softmax(dim=-1)
 
     def predict(self, texts: Sequence[str]) -> list[tuple[str, dict[str, float]]]:
         results = []

@@ -149,3 +149,21 @@ def test_missing_teacher_directory_says_how_to_fix(workdir, small_data):
     assert result.returncode == 2
     assert "does not exist" in result.stderr and "--model.teacher" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_multi_teacher_with_a_historical_student_then_compare(workdir, small_data):
+    if not (workdir / "runs" / "student").exists():
+        run_cli("fit", "--scheme", "student", *common(workdir), cwd=workdir)
+    old = only_checkpoint(workdir, "student")
+    result = run_cli(
+        "fit", "--scheme", "multi_teacher", "--model.historical", f"[{old}]", "--model.historical_weights", "[0.3]",
+        *common(workdir), cwd=workdir,
+    )  # fmt: skip
+    assert f"Student vs {old} (old model)" in result.stdout
+    new = only_checkpoint(workdir, "multi_teacher")
+    result = run_cli(
+        "test", "--ckpt_path", str(new), "--data.test_path", str(small_data["val"]), "--model.compare_to", str(old),
+        cwd=workdir,
+    )  # fmt: skip
+    for figure in ("coverage", "negative flip rate", "positive flip rate", "agreement"):
+        assert figure in result.stdout

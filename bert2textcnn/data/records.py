@@ -32,28 +32,33 @@ def read_records(
 ) -> list[Record]:
     """Read and validate one data file; labels are returned as strings."""
     path = Path(path)
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise DataError(path, f"unsupported file type {path.suffix!r}; use one of {sorted(FORMATS)}")
-    text = _read_utf8(path)
-    rows = _jsonl_rows(path, text) if fmt == "jsonl" else _delimited_rows(path, text, fmt)
     records = []
-    for line, row in rows:
+    for line, row in read_table(path):
         if text_column not in row:
-            raise DataError(path, _missing_column(text_column, row, "text"), line)
+            raise DataError(path, missing_column(text_column, row, "text"), line)
         value = row[text_column]
         if not isinstance(value, str) or not value.strip():
             raise DataError(path, f"empty text in column {text_column!r}", line)
         label = row.get(label_column)
         if require_label:
             if label_column not in row:
-                raise DataError(path, _missing_column(label_column, row, "label"), line)
+                raise DataError(path, missing_column(label_column, row, "label"), line)
             if label is None or str(label).strip() == "":
                 raise DataError(path, f"empty label in column {label_column!r}", line)
         records.append(Record(value.strip(), None if label is None else str(label).strip(), line))
     if not records:
         raise DataError(path, "no data rows (the file holds a header only or is empty)")
     return records
+
+
+def read_table(path: str | Path) -> Iterator[tuple[int, dict[str, object]]]:
+    """(line, row) pairs of a CSV, TSV or JSONL file; decoding and format errors name the line."""
+    path = Path(path)
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(path, f"unsupported file type {path.suffix!r}; use one of {sorted(FORMATS)}")
+    text = _read_utf8(path)
+    return _jsonl_rows(path, text) if fmt == "jsonl" else _delimited_rows(path, text, fmt)
 
 
 def _read_utf8(path: Path) -> str:
@@ -106,7 +111,7 @@ def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, object]]
         yield line, row
 
 
-def _missing_column(name: str, row: dict[str, object], role: str) -> str:
+def missing_column(name: str, row: dict[str, object], role: str) -> str:
     columns = ", ".join(repr(c) for c in row)
     close = [c for c in row if c.strip().lower() == name.strip().lower()]
     hint = f"; did you mean {close[0]!r}?" if close else f"; set --data.{role}_column"

@@ -6,6 +6,7 @@ A new scheme is one file with a ``DistillationModule`` subclass, added to ``SCHE
 from bert2textcnn.schemes.base import DistillationModule
 from bert2textcnn.schemes.joint_coupled import JointCoupledScheme
 from bert2textcnn.schemes.joint_isolated import JointIsolatedScheme
+from bert2textcnn.schemes.multi_teacher import MultiTeacherScheme
 from bert2textcnn.schemes.multitask import MultitaskScheme
 from bert2textcnn.schemes.offline import OfflineScheme
 from bert2textcnn.schemes.student import StudentScheme
@@ -13,7 +14,15 @@ from bert2textcnn.schemes.teacher import TeacherScheme
 
 SCHEMES: dict[str, type[DistillationModule]] = {
     cls.name: cls
-    for cls in (StudentScheme, TeacherScheme, OfflineScheme, JointIsolatedScheme, JointCoupledScheme, MultitaskScheme)
+    for cls in (
+        StudentScheme,
+        TeacherScheme,
+        OfflineScheme,
+        JointIsolatedScheme,
+        JointCoupledScheme,
+        MultitaskScheme,
+        MultiTeacherScheme,
+    )
 }
 DEFAULT_SCHEME = "joint_isolated"
 

@@ -18,7 +18,8 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from bert2textcnn.checkpoint import RECORD_KEY
 from bert2textcnn.errors import UserError
-from bert2textcnn.metrics import ClassificationMetrics
+from bert2textcnn.historical import HistoricalModel, load_historical
+from bert2textcnn.metrics import ClassificationMetrics, CompatibilityMetrics
 from bert2textcnn.models.teacher import Teacher
 from bert2textcnn.models.textcnn import student_from_hparams
 
@@ -34,7 +35,7 @@ class DistillationModule(L.LightningModule):
     has_student: ClassVar[bool] = True
     has_teacher: ClassVar[bool] = False  # a trainable BERT teacher held as a submodule
     selects_on: ClassVar[Role] = "student"  # whose val macro-F1 picks the best checkpoint
-    optimizer_steps_per_batch: ClassVar[int] = 1
+    separate_optimizers: ClassVar[bool] = False  # one optimizer per trained model, stepped in turn
 
     def __init__(
         self,
@@ -54,6 +55,8 @@ class DistillationModule(L.LightningModule):
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
         max_grad_norm: float = 1.0,
+        compare_to: str | None = None,
+        positive_label: str | None = None,
     ) -> None:
         """
         Args:
@@ -75,6 +78,10 @@ class DistillationModule(L.LightningModule):
             warmup_ratio: Share of training spent warming the learning rates up linearly;
                 they then decay linearly to zero.
             max_grad_norm: Clip each model's gradient to this L2 norm (0 disables).
+            compare_to: An old (production) model to compare the student with on val and test:
+                a bert2textcnn checkpoint or a scores file. Logs coverage, flip rates, agreement.
+            positive_label: The class whose hits "coverage" counts. Default: ``spam`` if it is a
+                label, else the last label.
         """
         super().__init__()
         if labels is None or vocab is None:
@@ -83,7 +90,10 @@ class DistillationModule(L.LightningModule):
             raise UserError(f"--model.temperature must be positive, got {temperature}")
         if not 0 <= alpha <= 1:
             raise UserError(f"--model.alpha must lie in [0, 1], got {alpha}")
-        self.save_hyperparameters(ignore=["labels", "vocab", "max_length"])
+        # Evaluation-only options stay out of the hyper-parameters, so that `test --ckpt_path …
+        # --model.compare_to …` is not overridden by the value the checkpoint was trained with.
+        self.save_hyperparameters(ignore=["labels", "vocab", "max_length", "compare_to", "positive_label"])
+        self.compare_to = compare_to
         self.hparams.kernel_sizes = list(kernel_sizes)  # a plain list reads back from YAML anywhere
         self.labels, self.vocab, self.max_length = list(labels), vocab, max_length
         self.student = student_from_hparams(len(vocab), len(labels), self.hparams) if self.has_student else None
@@ -92,6 +102,30 @@ class DistillationModule(L.LightningModule):
         self.metrics = nn.ModuleDict(
             {f"{stage}_{role}": ClassificationMetrics(self.labels) for stage in ("val", "test") for role in roles}
         )
+        self.positive_index = self._positive_index(positive_label)
+        self.compatibility = nn.ModuleDict({s: CompatibilityMetrics(self.positive_index) for s in ("val", "test")})
+        self.reference: HistoricalModel | None = None  # loaded in setup, when there is one
+
+    def _positive_index(self, positive_label: str | None) -> int:
+        if positive_label is None:
+            return self.labels.index("spam") if "spam" in self.labels else len(self.labels) - 1
+        if positive_label not in self.labels:
+            raise UserError(f"--model.positive_label {positive_label!r} is not one of the labels {self.labels}")
+        return self.labels.index(positive_label)
+
+    def reference_source(self) -> str | None:
+        """The old model the student is compared with (``--model.compare_to``)."""
+        return self.compare_to
+
+    def setup(self, stage: str) -> None:
+        source = self.reference_source()
+        if source and stage != "predict" and self.has_student and self.reference is None:
+            self.reference = load_historical(source, self.labels, self.trainer.datamodule.columns[0])
+            log.info(
+                "Comparing the student with %s (coverage of its %r hits, flip rates)",
+                source,
+                self.labels[self.positive_index],
+            )
 
     # ---- models and inputs -------------------------------------------------------------
     def configure_model(self) -> None:
@@ -133,6 +167,8 @@ class DistillationModule(L.LightningModule):
             batch["student_ids"] = self.vocab.encode_batch(texts, self.max_length, self.student.min_length)
         if self.teacher is not None:
             batch["teacher_inputs"] = self.teacher.encode(texts)
+        if self.reference is not None and not self.trainer.training:
+            batch["reference_logits"], batch["reference_mask"] = self.reference.logits(texts)
         return batch
 
     def student_logits(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -153,7 +189,7 @@ class DistillationModule(L.LightningModule):
 
     def log_terms(self, terms: dict[str, torch.Tensor], batch_size: int) -> None:
         self.log_dict(
-            {f"train/{name}": value.detach() for name, value in terms.items() if name != "loss"},
+            {f"train/{name}": value.detach() for name, value in terms.items()},
             on_step=True,
             on_epoch=True,
             batch_size=batch_size,
@@ -168,12 +204,16 @@ class DistillationModule(L.LightningModule):
             modules["teacher"] = self.teacher
         return modules
 
+    @property
+    def optimizer_steps_per_batch(self) -> int:
+        return len(self.trained_modules()) if self.separate_optimizers else 1
+
     def configure_optimizers(self) -> Any:
         """AdamW per trained model (one optimizer with a param group each when the scheme steps
         once per batch), each with linear warm-up then linear decay over the run's batches."""
         lrs = {"student": self.hparams.student_lr, "teacher": self.hparams.teacher_lr}
         modules = self.trained_modules()
-        per_optimizer = [[role] for role in modules] if self.optimizer_steps_per_batch > 1 else [list(modules)]
+        per_optimizer = [[role] for role in modules] if self.separate_optimizers else [list(modules)]
         schedule = _warmup_then_decay(self.training_batches(), self.hparams.warmup_ratio)
         configs = []
         for roles in per_optimizer:
@@ -221,6 +261,9 @@ class DistillationModule(L.LightningModule):
         for role, logits in self.evaluated_logits(batch).items():
             self.metrics[f"{stage}_{role}"].update(logits, labels)
             self.log(f"{stage}/loss_ce_{role}", F.cross_entropy(logits, labels), batch_size=len(labels))
+            if role == "student" and "reference_logits" in batch:
+                known = batch["reference_mask"]
+                self.compatibility[stage].update(logits[known], batch["reference_logits"][known], labels[known])
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate("val", batch)
@@ -244,15 +287,28 @@ class DistillationModule(L.LightningModule):
                 self.logger.experiment.add_figure(f"{stage}/{role}_confusion_matrix", figure, self.global_step)
             metrics.reset()
             results[role] = values
+        compatibility = self.compatibility[stage]
+        if compatibility.update_count:
+            values = compatibility.compute()
+            self.log_dict({f"{stage}/compat_{name}": value for name, value in values.items()})
+            results["compatibility"] = values
+            compatibility.reset()
         return results
 
     def on_validation_epoch_end(self) -> None:
         self._end_of_evaluation("val")
 
     def on_test_epoch_end(self) -> None:
-        for role, values in self._end_of_evaluation("test").items():
-            if self.trainer.is_global_zero:
-                print("\n" + self.metrics[f"test_{role}"].report(values, f"Test report · {role} ({self.name})"))
+        results = self._end_of_evaluation("test")
+        if not self.trainer.is_global_zero:
+            return
+        compatibility = results.pop("compatibility", None)
+        for role, values in results.items():
+            print("\n" + self.metrics[f"test_{role}"].report(values, f"Test report · {role} ({self.name})"))
+        if compatibility is not None:
+            print(f"\nStudent vs {self.reference.source} (old model):")
+            for name, value in compatibility.items():
+                print(f"  {name.replace('_', ' '):<20} {value.item():.4f}")
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         model = self.student_logits if self.student is not None else self.teacher_logits

@@ -20,7 +20,7 @@ class JointIsolatedScheme(DistillationModule):
 
     name = "joint_isolated"
     has_teacher = True
-    optimizer_steps_per_batch = 2
+    separate_optimizers = True
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -38,25 +38,36 @@ class JointIsolatedScheme(DistillationModule):
         teacher_logits = self.teacher_logits(batch)
         student_logits = self.student_logits(batch)
         teacher_terms = self.teacher_loss_terms(teacher_logits, student_logits.detach(), labels)
-        student_terms = student_loss(
-            student_logits, teacher_logits.detach(), labels, self.hparams.alpha, self.hparams.temperature
-        )
+        student_terms = self.student_loss_terms(student_logits, teacher_logits.detach(), batch)
         return {**teacher_terms, **student_terms}
+
+    def student_loss_terms(
+        self, student_logits: torch.Tensor, detached_teacher_logits: torch.Tensor, batch: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
+        """The student's loss, ``loss_student``: α·KD + (1−α)·CE against the detached teacher."""
+        return student_loss(
+            student_logits, detached_teacher_logits, batch["label"], self.hparams.alpha, self.hparams.temperature
+        )
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         terms = self.loss_terms(batch)
-        teacher_optimizer, student_optimizer = self.optimizers()
-        # The two losses live on separate graphs (each sees the other model detached), so the
-        # order of the two updates cannot leak one model's loss into the other.
-        for optimizer, loss in ((teacher_optimizer, terms["loss_teacher"]), (student_optimizer, terms["loss_student"])):
+        # Each trained model has its own optimizer and is moved by its own loss, ``loss_<role>``.
+        # The losses live on separate graphs (each sees the other model detached), so the order
+        # of the updates cannot leak one model's loss into the other.
+        for role, optimizer in zip(self.trained_modules(), _as_list(self.optimizers()), strict=True):
             optimizer.zero_grad()
-            self.manual_backward(loss)
+            self.manual_backward(terms[f"loss_{role}"])
             self.configure_gradient_clipping(optimizer)
             optimizer.step()
-        for scheduler in self.lr_schedulers():
+        for scheduler in _as_list(self.lr_schedulers()):
             scheduler.step()
         self.log_terms(terms, batch_size=len(batch["text"]))
 
     def trained_modules(self) -> dict[Role, nn.Module]:
         # Order fixes the optimizers' order: the teacher steps first, then the student.
         return {"teacher": self.teacher, "student": self.student}
+
+
+def _as_list(value: Any) -> list[Any]:
+    """Lightning returns a single optimizer (or scheduler) bare and several as a list."""
+    return value if isinstance(value, list) else [value]

@@ -44,6 +44,7 @@ class OfflineScheme(DistillationModule):
         self.register_buffer("cached_logits", torch.empty(0), persistent=False)
 
     def setup(self, stage: str) -> None:
+        super().setup(stage)
         if stage == "fit":
             texts = self.trainer.datamodule.train_texts()
             self.cached_logits = teacher_logits_cache(
