@@ -94,9 +94,9 @@ class CompatibilityMetrics(Metric):
     """How a new model's predictions relate to an old (production) model's on the same rows.
 
     coverage: of the rows the old model correctly flagged as positive (spam), the share the new
-    model flags too. negative_flip_rate: old right and new wrong, over all rows (Yan et al. 2021,
-    "Positive-Congruent Training"). positive_flip_rate: old wrong and new right. agreement: both
-    predict the same class.
+    model flags too (NaN when the old model has no such hit). negative_flip_rate: old right and
+    new wrong, over all rows (Yan et al. 2021, "Positive-Congruent Training").
+    positive_flip_rate: old wrong and new right. agreement: both predict the same class.
     """
 
     full_state_update = False
@@ -120,8 +120,10 @@ class CompatibilityMetrics(Metric):
 
     def compute(self) -> dict[str, torch.Tensor]:
         rows = self.rows.clamp(min=1).double()
+        # With no old hits there is nothing to cover: NaN says so, where 0 would claim a regression.
+        coverage = self.kept_hits / self.old_hits.double() if self.old_hits > 0 else torch.tensor(float("nan"))
         return {
-            "coverage": self.kept_hits / self.old_hits.clamp(min=1).double(),
+            "coverage": coverage,
             "negative_flip_rate": self.negative_flips / rows,
             "positive_flip_rate": self.positive_flips / rows,
             "agreement": self.agreements / rows,

@@ -148,6 +148,10 @@ def test_compatibility_metrics_against_hand_made_predictions():
     assert values["positive_flip_rate"].item() == pytest.approx(2 / 8)  # rows 2 and 4
     assert values["agreement"].item() == pytest.approx(4 / 8)  # rows 0, 3, 6, 7
 
+    no_hits = CompatibilityMetrics(positive_index=1)
+    no_hits.update(one_hot(new), one_hot(torch.zeros(8, dtype=torch.long)), target)
+    assert no_hits.compute()["coverage"].isnan()  # nothing to cover is not a coverage of 0
+
 
 def test_multi_teacher_trains_with_a_frozen_bert_and_a_scores_file(tiny_teacher, small_data, tmp_path):
     data = TextDataModule(str(small_data["train"]), str(small_data["val"]), batch_size=16)
