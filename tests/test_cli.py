@@ -82,6 +82,7 @@ def test_offline_from_teacher_checkpoint_then_predict(workdir, small_data):
     )
     assert "Computing teacher logits" in result.stderr
     student_ckpt = only_checkpoint(workdir, "offline")
+    assert list((workdir / "runs" / "offline").glob("version_*/events.out.tfevents.*"))
 
     posts = workdir / "posts.csv"
     posts.write_text("text\n加微信领取免费会员\n今天地铁又晚点了\nQQ群有福利\n", encoding="utf-8")

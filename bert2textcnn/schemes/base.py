@@ -132,9 +132,10 @@ class DistillationModule(L.LightningModule):
         """Load the teacher once per process, unless this run only predicts with the student."""
         predicting = self._trainer is not None and self.trainer.predicting and self.has_student
         if self.has_teacher and self.teacher is None and not predicting:
-            self.teacher = Teacher(
-                self.hparams.teacher, len(self.labels), self.max_length, self.hparams.teacher_lowercase
-            )
+            self.teacher = self.build_teacher()
+
+    def build_teacher(self) -> Teacher:
+        return Teacher(self.hparams.teacher, len(self.labels), self.max_length, self.hparams.teacher_lowercase)
 
     def on_fit_start(self) -> None:
         if self.teacher is not None:

@@ -24,6 +24,7 @@ from torch import nn
 from bert2textcnn.errors import UserError
 from bert2textcnn.historical import HistoricalModel, ScoresFile, load_historical
 from bert2textcnn.losses import kd_to_distribution, mixed_soft_target
+from bert2textcnn.models.teacher import Teacher
 from bert2textcnn.schemes.base import Role
 from bert2textcnn.schemes.joint_isolated import JointIsolatedScheme
 from bert2textcnn.schemes.offline import load_trained_teacher
@@ -81,11 +82,11 @@ class MultiTeacherScheme(JointIsolatedScheme):
     def teacher_is_frozen(self) -> bool:
         return self.hparams.teacher_checkpoint is not None
 
-    def configure_model(self) -> None:
-        if self.teacher_is_frozen and self.teacher is None:
-            self.teacher = load_trained_teacher(self.hparams.teacher_checkpoint, self.labels, self.max_length)
-            self.teacher.requires_grad_(False)
-        super().configure_model()
+    def build_teacher(self) -> Teacher:
+        if not self.teacher_is_frozen:
+            return super().build_teacher()
+        teacher = load_trained_teacher(self.hparams.teacher_checkpoint, self.labels, self.max_length)
+        return teacher.requires_grad_(False)
 
     def trained_modules(self) -> dict[Role, nn.Module]:
         return {"student": self.student} if self.teacher_is_frozen else super().trained_modules()
