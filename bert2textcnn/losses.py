@@ -29,7 +29,13 @@ def student_loss(
     temperature: float,
 ) -> dict[str, torch.Tensor]:
     """L_s = α·KD(s, t) + (1 − α)·CE(s, y), returned with its named parts for logging."""
-    kd = kd_loss(student_logits, teacher_logits, temperature)
+    return student_objective(kd_loss(student_logits, teacher_logits, temperature), student_logits, labels, alpha)
+
+
+def student_objective(
+    kd: torch.Tensor, student_logits: torch.Tensor, labels: torch.Tensor, alpha: float
+) -> dict[str, torch.Tensor]:
+    """α·kd + (1 − α)·CE(s, y) for any soft term ``kd`` (one teacher's, or a mix of teachers')."""
     ce = F.cross_entropy(student_logits, labels)
     return {"loss_kd": kd, "loss_ce_student": ce, "loss_student": alpha * kd + (1 - alpha) * ce}
 

@@ -11,6 +11,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from bert2textcnn.io import atomic_write_text
+from bert2textcnn.predictor import labelled
 
 
 class PredictionWriter(Callback):
@@ -28,10 +29,8 @@ class PredictionWriter(Callback):
     def on_predict_batch_end(
         self, trainer, pl_module, outputs: dict[str, Any], batch, batch_idx, dataloader_idx=0
     ) -> None:
-        labels = pl_module.labels
-        for text, probs in zip(outputs["text"], outputs["probs"].tolist(), strict=True):
-            best = max(range(len(probs)), key=probs.__getitem__)
-            self.rows.append([text, labels[best], *(f"{p:.6f}" for p in probs)])
+        for text, (label, probs) in zip(outputs["text"], labelled(outputs["probs"], pl_module.labels), strict=True):
+            self.rows.append([text, label, *(f"{p:.6f}" for p in probs)])
 
     def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:

@@ -43,8 +43,12 @@ class StudentPredictor:
         return self.logits(texts).softmax(dim=-1)
 
     def predict(self, texts: Sequence[str]) -> list[tuple[str, dict[str, float]]]:
-        results = []
-        for row in self.probabilities(texts).tolist():
-            best = max(range(len(row)), key=row.__getitem__)
-            results.append((self.labels[best], dict(zip(self.labels, row, strict=True))))
-        return results
+        return [
+            (label, dict(zip(self.labels, row, strict=True)))
+            for label, row in labelled(self.probabilities(texts), self.labels)
+        ]
+
+
+def labelled(probs: torch.Tensor, labels: Sequence[str]) -> list[tuple[str, list[float]]]:
+    """(most probable label, probabilities) per row of a (batch, classes) probability tensor."""
+    return [(labels[best], row) for best, row in zip(probs.argmax(-1).tolist(), probs.tolist(), strict=True)]

@@ -23,7 +23,7 @@ from torch import nn
 
 from bert2textcnn.errors import UserError
 from bert2textcnn.historical import HistoricalModel, ScoresFile, load_historical
-from bert2textcnn.losses import kd_to_distribution, mixed_soft_target
+from bert2textcnn.losses import kd_to_distribution, mixed_soft_target, student_objective
 from bert2textcnn.models.teacher import Teacher
 from bert2textcnn.schemes.base import Role
 from bert2textcnn.schemes.joint_isolated import JointIsolatedScheme
@@ -127,8 +127,7 @@ class MultiTeacherScheme(JointIsolatedScheme):
         masks = [every_row, *batch["historical_masks"]]
         target = mixed_soft_target(logits, self.teacher_weights, self.teacher_temperatures, masks)
         kd = kd_to_distribution(student_logits, target, temperature)
-        ce = F.cross_entropy(student_logits, batch["label"])
-        terms = {"loss_kd": kd, "loss_ce_student": ce, "loss_student": alpha * kd + (1 - alpha) * ce}
+        terms = student_objective(kd, student_logits, batch["label"], alpha)
         with torch.no_grad():  # each teacher's own KD term, for the logs only
             for k, (teacher_logits, mask, t_k) in enumerate(zip(logits, masks, self.teacher_temperatures, strict=True)):
                 name = "loss_kd_bert" if k == 0 else f"loss_kd_historical_{k}"
