@@ -125,6 +125,7 @@ class DistillCLI(LightningCLI):
             default=True,
             help="After fit, test the best checkpoint on --data.test_path (if any) and print the report.",
         )
+        parser.set_defaults({"data.learn_from_unlabeled": SCHEMES[self.scheme].distils})
         parser.link_arguments("data.labels", "model.labels", apply_on="instantiate")
         parser.link_arguments("data.vocab", "model.vocab", apply_on="instantiate")
         parser.link_arguments("data.max_length", "model.max_length", apply_on="instantiate")

@@ -2,6 +2,10 @@
 
 KD(s, t) = T² · KL(softmax(t/T) ‖ softmax(s/T))  (Hinton et al. 2015). The T² keeps the gradient
 scale of the soft term independent of T, so α means the same thing at every temperature.
+
+Training rows may be unlabelled (label ``UNLABELED``, from ``--data.unlabeled_path``, a label
+fraction or augmentation). Such a row never has a CE term against a label; the student learns it
+from the teacher alone, through the soft target or a hard pseudo-label.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+UNLABELED = -1  # the label id of a row without a label
+
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """Batch-mean KL from the teacher's softened distribution to the student's, times T².
@@ -18,7 +24,30 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     Gradients flow into whichever argument is not detached: the student's (the usual case), the
     teacher's (the coupled scheme), or both (the multi-task scheme).
     """
-    return kd_to_distribution(student_logits, F.softmax(teacher_logits / temperature, dim=-1), temperature)
+    return kd_per_row(student_logits, F.softmax(teacher_logits / temperature, dim=-1), temperature).mean()
+
+
+def kd_per_row(student_logits: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T² · KL(target ‖ softmax(s/T)) for each row: shape (batch,)."""
+    log_q = F.log_softmax(student_logits / temperature, dim=-1)
+    return F.kl_div(log_q, target, reduction="none").sum(-1) * temperature**2
+
+
+def labelled_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """CE over the labelled rows only; zero (still on the graph) when the batch has none.
+
+    ``F.cross_entropy(..., ignore_index=-1)`` would return NaN for a batch of unlabelled rows.
+    """
+    labelled = labels != UNLABELED
+    if not labelled.any():
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[labelled], labels[labelled])
+
+
+def pseudo_labels(teacher_probs: torch.Tensor, threshold: float) -> torch.Tensor:
+    """The teacher's argmax class, or ``UNLABELED`` where its top probability is below ``threshold``."""
+    confidence, label = teacher_probs.max(dim=-1)
+    return torch.where(confidence >= threshold, label, torch.full_like(label, UNLABELED))
 
 
 def student_loss(
@@ -27,17 +56,61 @@ def student_loss(
     labels: torch.Tensor,
     alpha: float,
     temperature: float,
+    pseudo_label_threshold: float | None = None,
 ) -> dict[str, torch.Tensor]:
-    """L_s = α·KD(s, t) + (1 − α)·CE(s, y), returned with its named parts for logging."""
-    return student_objective(kd_loss(student_logits, teacher_logits, temperature), student_logits, labels, alpha)
+    """The student's loss against one teacher; see ``student_objective``.
+
+    ``pseudo_label_threshold`` None: unlabelled rows learn the soft target. A number: they learn
+    the teacher's hard label where its probability (at T = 1) reaches the threshold.
+    """
+    target = F.softmax(teacher_logits / temperature, dim=-1)
+    pseudo = None
+    if pseudo_label_threshold is not None:
+        pseudo = pseudo_labels(F.softmax(teacher_logits, dim=-1), pseudo_label_threshold)
+    return student_objective(student_logits, target, labels, alpha, temperature, pseudo)
 
 
 def student_objective(
-    kd: torch.Tensor, student_logits: torch.Tensor, labels: torch.Tensor, alpha: float
+    student_logits: torch.Tensor,
+    soft_target: torch.Tensor,
+    labels: torch.Tensor,
+    alpha: float,
+    temperature: float,
+    pseudo: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """α·kd + (1 − α)·CE(s, y) for any soft term ``kd`` (one teacher's, or a mix of teachers')."""
-    ce = F.cross_entropy(student_logits, labels)
-    return {"loss_kd": kd, "loss_ce_student": ce, "loss_student": alpha * kd + (1 - alpha) * ce}
+    """Per-row loss, averaged over the rows that have a target:
+
+    - labelled row:                 α·KD + (1 − α)·CE(s, y)
+    - unlabelled row, soft target:  KD
+    - unlabelled row, hard target:  CE(s, ŷ) with ŷ = ``pseudo``; no term where ŷ is ``UNLABELED``
+
+    KD is T²·KL(``soft_target`` ‖ softmax(s/T)); the soft target may mix several teachers. With
+    every row labelled this is the familiar α·KD + (1 − α)·CE. Each part is also returned as the
+    mean over its own rows (when the batch has any), for the logs.
+    """
+    labelled = labels != UNLABELED
+    unlabelled = ~labelled
+    kd = kd_per_row(student_logits, soft_target, temperature)
+    ce = F.cross_entropy(student_logits, labels.clamp(min=0), reduction="none")  # read on labelled rows only
+    terms: dict[str, torch.Tensor] = {}
+    if pseudo is None:
+        unlabelled_loss, counted = kd, torch.ones_like(labelled)
+    else:
+        kept = unlabelled & (pseudo != UNLABELED)
+        unlabelled_loss = F.cross_entropy(student_logits, pseudo.clamp(min=0), reduction="none")
+        counted = labelled | kept
+        if unlabelled.any():
+            terms["pseudo_label_kept"] = kept[unlabelled].float().mean()
+        if kept.any():
+            terms["loss_ce_pseudo"] = unlabelled_loss[kept].mean()
+    if labelled.any():
+        terms["loss_kd"] = kd[labelled].mean()
+        terms["loss_ce_student"] = ce[labelled].mean()
+    if pseudo is None and unlabelled.any():
+        terms["loss_kd_unlabeled"] = kd[unlabelled].mean()
+    per_row = torch.where(labelled, alpha * kd + (1 - alpha) * ce, unlabelled_loss)
+    terms["loss_student"] = (per_row * counted).sum() / counted.sum().clamp(min=1)
+    return terms
 
 
 def mixed_soft_target(
@@ -63,7 +136,7 @@ def kd_to_distribution(
     student_logits: torch.Tensor, target: torch.Tensor, temperature: float, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
     """T² · KL(target ‖ softmax(s/T)), averaged over the rows in ``mask`` (all rows by default)."""
-    per_row = F.kl_div(F.log_softmax(student_logits / temperature, dim=-1), target, reduction="none").sum(-1)
+    per_row = kd_per_row(student_logits, target, temperature)
     if mask is not None:
         per_row = per_row[mask]
-    return per_row.mean() * temperature**2 if per_row.numel() else per_row.sum()
+    return per_row.mean() if per_row.numel() else per_row.sum()

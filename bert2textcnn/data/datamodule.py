@@ -9,6 +9,7 @@ links them into the model's constructor right after this object is created.
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from bert2textcnn.checkpoint import project_record
-from bert2textcnn.data.records import Record, check_labels, read_records
+from bert2textcnn.data.augment import Augmentation, augment
+from bert2textcnn.data.records import Record, check_labels, read_records, read_texts
+from bert2textcnn.data.transfer import MixedBatchOrder, keep_label_fraction
 from bert2textcnn.data.vocab import TokenizerKind, Vocab
 from bert2textcnn.errors import UserError
+from bert2textcnn.losses import UNLABELED
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +41,12 @@ class TextDataModule(L.LightningDataModule):
         val_path: str | None = None,
         test_path: str | None = None,
         predict_path: str | None = None,
+        unlabeled_path: str | None = None,
+        label_fraction: float = 1.0,
+        augment: Augmentation | None = None,
+        unlabeled_share: float | None = None,
+        learn_from_unlabeled: bool = True,
+        sample_seed: int = 0,
         text_column: str = "text",
         label_column: str = "label",
         tokenizer: TokenizerKind = "char",
@@ -55,6 +65,17 @@ class TextDataModule(L.LightningDataModule):
             val_path: Validation file; the best checkpoint is chosen on it. Required with train_path.
             test_path: Test file, for ``test`` and for the report printed after ``fit``.
             predict_path: File of texts to label with ``predict`` (a label column is optional).
+            unlabeled_path: Texts without labels (CSV/TSV/JSONL, or .txt with one text per line;
+                a label column is ignored). The student learns them from the teacher alone.
+            label_fraction: Keep the labels of this stratified share of the training file and use
+                the other rows as unlabelled text, to reproduce a low-label setting.
+            augment: Add augmented copies of the labelled texts as unlabelled rows, e.g.
+                ``'{copies: 10, mask_rate: 0.1, pos_rate: 0.1, ngram_rate: 0.25, ngram_max: 5}'``.
+            unlabeled_share: Share of each training batch taken from the unlabelled rows; the
+                shorter stream is recycled. Default: plain shuffling (their share of the rows).
+            learn_from_unlabeled: Train on unlabelled rows. Off by default for the schemes that
+                learn from labels only (``student``, ``teacher``).
+            sample_seed: Seed of the rows ``label_fraction`` keeps and of the augmentation.
             text_column: Name of the text column (or JSONL key).
             label_column: Name of the label column; labels may be strings or integers.
             tokenizer: Student tokenisation: ``char`` (one token per character) or ``jieba`` words.
@@ -69,6 +90,7 @@ class TextDataModule(L.LightningDataModule):
         """
         super().__init__()
         self.save_hyperparameters(ignore=["checkpoint"])
+        self.hparams.augment = asdict(augment) if augment else None  # checkpoints hold plain types only
         if max_length < 1 or batch_size < 1:
             raise UserError("--data.max_length and --data.batch_size must be positive")
         if not any((train_path, val_path, test_path, predict_path)):
@@ -79,6 +101,14 @@ class TextDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.max_length = max_length
         self.records: dict[str, list[Record]] = {}
+        ignored = [name for name, value in (("unlabeled_path", unlabeled_path), ("augment", augment)) if value]
+        if ignored and not learn_from_unlabeled:
+            log.warning("Ignoring --data.%s: this scheme learns from labels only", " and --data.".join(ignored))
+        self.unlabeled_path = unlabeled_path if learn_from_unlabeled else None
+        self.augmentation = augment if learn_from_unlabeled else None
+        self.label_fraction, self.sample_seed = label_fraction, sample_seed
+        self.learn_from_unlabeled, self.unlabeled_share = learn_from_unlabeled, unlabeled_share
+        self._unlabelled: list[str] | None = None
         if checkpoint:
             record = project_record(checkpoint)
             self.labels: list[str] = list(record["labels"])
@@ -90,8 +120,13 @@ class TextDataModule(L.LightningDataModule):
             self.labels = sorted({r.label for r in train if r.label is not None})
             if len(self.labels) < 2:
                 raise UserError(f"{train_path}: needs at least two classes, found {self.labels}")
-            self.vocab = Vocab.build((r.text for r in train), tokenizer, lowercase, min_freq, max_vocab_size)
-            log.info("Built a %s vocabulary of %d tokens on %s", tokenizer, len(self.vocab), train_path)
+            # The vocabulary covers every text the student trains on, except augmented copies.
+            labelled, dropped = keep_label_fraction(train, label_fraction, sample_seed)
+            texts = [r.text for r in labelled]
+            if learn_from_unlabeled:
+                texts += [r.text for r in dropped] + self._unlabeled_file_texts()
+            self.vocab = Vocab.build(texts, tokenizer, lowercase, min_freq, max_vocab_size)
+            log.info("Built a %s vocabulary of %d tokens on %d training texts", tokenizer, len(self.vocab), len(texts))
         else:
             raise UserError("--data.train_path is required unless --ckpt_path names a trained model")
 
@@ -111,34 +146,74 @@ class TextDataModule(L.LightningDataModule):
         needed = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["predict"]}
         for split in needed[stage]:
             self._read(split)
+        if stage == "fit":
+            self.unlabeled_texts()
+
+    def _unlabeled_file_texts(self) -> list[str]:
+        return read_texts(self.unlabeled_path, *self.columns) if self.unlabeled_path else []
+
+    def labelled_train_records(self) -> list[Record]:
+        return keep_label_fraction(self._read("train"), self.label_fraction, self.sample_seed)[0]
+
+    def unlabeled_texts(self) -> list[str]:
+        """Texts the student learns from the teacher alone: dropped labels, the unlabelled file,
+        augmented copies of the labelled texts. Built once; empty when not learning from them."""
+        if self._unlabelled is None:
+            self._unlabelled = []
+            if self.learn_from_unlabeled:
+                labelled, dropped = keep_label_fraction(self._read("train"), self.label_fraction, self.sample_seed)
+                pool = self._unlabeled_file_texts()
+                copies = (
+                    augment([r.text for r in labelled], self.augmentation, self.sample_seed)
+                    if self.augmentation
+                    else []
+                )
+                self._unlabelled = [r.text for r in dropped] + pool + copies
+                log.info(
+                    "Training rows: %d labelled, %d unlabelled (%d dropped labels, %d from %s, %d augmented copies)",
+                    len(labelled), len(self._unlabelled), len(dropped), len(pool), self.unlabeled_path, len(copies),
+                )  # fmt: skip
+        return self._unlabelled
 
     def train_texts(self) -> list[str]:
-        return [r.text for r in self._read("train")]
+        """Every training text in row-index order: labelled rows first, then unlabelled ones."""
+        return [r.text for r in self.labelled_train_records()] + self.unlabeled_texts()
 
-    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+    def _rows(self, records: list[Record]) -> list[dict[str, Any]]:
         label_ids = {label: i for i, label in enumerate(self.labels)}
-        rows = [
-            {"text": r.text, "label": label_ids.get(r.label, -1), "index": i} for i, r in enumerate(self._read(split))
-        ]
+        return [{"text": r.text, "label": label_ids.get(r.label, UNLABELED), "index": i} for i, r in enumerate(records)]
+
+    def _loader(self, rows: list[dict[str, Any]], **kwargs: Any) -> DataLoader:
         return DataLoader(
             rows,  # type: ignore[arg-type]  # a list is a valid map-style dataset
             batch_size=self.batch_size,
-            shuffle=shuffle,
             num_workers=self.num_workers,
             collate_fn=collate,
+            **kwargs,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        labelled = self._rows(self.labelled_train_records())
+        unlabelled = [
+            {"text": text, "label": UNLABELED, "index": len(labelled) + i}
+            for i, text in enumerate(self.unlabeled_texts())
+        ]
+        rows = labelled + unlabelled
+        if self.unlabeled_share is None or not unlabelled:
+            return self._loader(rows, shuffle=True)
+        order = MixedBatchOrder(
+            range(len(labelled)), range(len(labelled), len(rows)), self.batch_size, self.unlabeled_share
+        )
+        return self._loader(rows, sampler=order)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
+        return self._loader(self._rows(self._read("val")))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+        return self._loader(self._rows(self._read("test")))
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict")
+        return self._loader(self._rows(self._read("predict")))
 
 
 def collate(rows: list[dict[str, Any]]) -> dict[str, Any]:

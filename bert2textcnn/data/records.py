@@ -1,4 +1,4 @@
-"""Read CSV, TSV and JSONL files of (text, label) rows and reject bad input early.
+"""Read CSV, TSV, JSONL and plain-text files of (text, label) rows and reject bad input early.
 
 Every problem is reported as ``file:line: problem`` before any training starts.
 """
@@ -8,13 +8,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from bert2textcnn.errors import DataError
 
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
+log = logging.getLogger(__name__)
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".txt": "lines"}
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ def read_records(
     """Read and validate one data file; labels are returned as strings."""
     path = Path(path)
     records = []
-    for line, row in read_table(path):
+    for line, row in read_table(path, text_column):
         if text_column not in row:
             raise DataError(path, missing_column(text_column, row, "text"), line)
         value = row[text_column]
@@ -51,13 +53,16 @@ def read_records(
     return records
 
 
-def read_table(path: str | Path) -> Iterator[tuple[int, dict[str, object]]]:
-    """(line, row) pairs of a CSV, TSV or JSONL file; decoding and format errors name the line."""
+def read_table(path: str | Path, text_column: str = "text") -> Iterator[tuple[int, dict[str, object]]]:
+    """(line, row) pairs of a CSV, TSV or JSONL file, or of a text file with one text per line
+    (its rows hold ``text_column`` only); decoding and format errors name the line."""
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise DataError(path, f"unsupported file type {path.suffix!r}; use one of {sorted(FORMATS)}")
     text = _read_utf8(path)
+    if fmt == "lines":
+        return ((i, {text_column: line}) for i, line in enumerate(text.splitlines(), 1) if line.strip())
     return _jsonl_rows(path, text) if fmt == "jsonl" else _delimited_rows(path, text, fmt)
 
 
@@ -128,3 +133,11 @@ def check_labels(records: Sequence[Record], labels: Sequence[str], path: str | P
                 f"label {record.label!r} does not occur in the training data (known labels: {', '.join(labels)})",
                 record.line,
             )
+
+
+def read_texts(path: str | Path, text_column: str = "text", label_column: str = "label") -> list[str]:
+    """The texts of an unlabelled file; a label column in it is ignored, and the log says so."""
+    records = read_records(path, text_column, label_column, require_label=False)
+    if any(record.label is not None for record in records):
+        log.warning("%s: ignoring its %r column; its texts are used as unlabelled rows", path, label_column)
+    return [record.text for record in records]

@@ -12,22 +12,34 @@ from typing import Any, Literal
 import torch
 
 PAD, UNK = "<pad>", "<unk>"
+MASK = "[MASK]"  # a masked word in augmented text: <unk> for the student, BERT's own [MASK] for the teacher
 TokenizerKind = Literal["char", "jieba"]
 
 
 @cache
-def _jieba():
+def quiet_jieba():
     import jieba
 
     jieba.setLogLevel(logging.WARNING)  # its dictionary-loading chatter is noise in a training log
     return jieba
 
 
+def lowercase_outside_masks(text: str) -> str:
+    """Lowercase ``text`` but keep each ``[MASK]`` marker intact, so tokenizers still see it."""
+    return MASK.join(part.lower() for part in text.split(MASK))
+
+
 def tokenize(text: str, kind: TokenizerKind, lowercase: bool) -> list[str]:
-    if lowercase:
-        text = text.lower()
-    pieces = list(text) if kind == "char" else _jieba().lcut(text)
-    return [piece for piece in pieces if piece.strip()]
+    """Characters or jieba words; a ``[MASK]`` marker becomes one ``<unk>`` token."""
+    tokens: list[str] = []
+    for i, part in enumerate(text.split(MASK)):
+        if i:
+            tokens.append(UNK)
+        if lowercase:
+            part = part.lower()
+        pieces = list(part) if kind == "char" else quiet_jieba().lcut(part)
+        tokens.extend(piece for piece in pieces if piece.strip())
+    return tokens
 
 
 @dataclass
@@ -54,6 +66,7 @@ class Vocab:
         max_size: int = 50_000,
     ) -> Vocab:
         counts = Counter(token for text in texts for token in tokenize(text, kind, lowercase))
+        counts.pop(UNK, None)  # a [MASK] in the text: it keeps id 1
         # Most frequent first; ties broken by the token itself so the same data gives the same ids.
         ranked = sorted((t for t, n in counts.items() if n >= min_freq), key=lambda t: (-counts[t], t))
         return cls([PAD, UNK, *ranked[: max(0, max_size - 2)]], kind, lowercase)

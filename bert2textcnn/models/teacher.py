@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bert2textcnn.data.vocab import lowercase_outside_masks
 from bert2textcnn.errors import UserError
 from bert2textcnn.models.textcnn import ModelOutput
 
@@ -88,7 +89,7 @@ class Teacher(nn.Module):
     def encode(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Tokenise to the batch's longest text (not to max_length)."""
         if self.lowercase:
-            texts = [t.lower() for t in texts]
+            texts = [lowercase_outside_masks(t) for t in texts]
         encoded = self.tokenizer(
             list(texts),
             padding="longest",

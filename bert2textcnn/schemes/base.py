@@ -36,6 +36,7 @@ class DistillationModule(L.LightningModule):
     has_teacher: ClassVar[bool] = False  # a trainable BERT teacher held as a submodule
     selects_on: ClassVar[Role] = "student"  # whose val macro-F1 picks the best checkpoint
     separate_optimizers: ClassVar[bool] = False  # one optimizer per trained model, stepped in turn
+    distils: ClassVar[bool] = True  # the student learns from a teacher, so unlabelled rows are useful
 
     def __init__(
         self,
@@ -44,6 +45,8 @@ class DistillationModule(L.LightningModule):
         max_length: int = 128,
         alpha: float = 0.5,
         temperature: float = 2.0,
+        unlabeled_target: Literal["soft", "hard"] = "soft",
+        pseudo_label_threshold: float = 0.0,
         teacher: str | None = None,
         teacher_lowercase: bool | None = None,
         embedding_dim: int = 128,
@@ -65,6 +68,11 @@ class DistillationModule(L.LightningModule):
             max_length: Longest input in tokens (linked from ``--data.max_length``).
             alpha: Weight α of the soft (KD) term in the student loss α·KD + (1−α)·CE.
             temperature: Softmax temperature T of the KD term (which is scaled by T²).
+            unlabeled_target: What the student learns on unlabelled rows (``--data.unlabeled_path``,
+                ``--data.label_fraction``, ``--data.augment``): ``soft``, the KD term alone, or
+                ``hard``, CE with the teacher's argmax class as a pseudo-label.
+            pseudo_label_threshold: With ``hard`` targets, skip unlabelled rows whose teacher
+                probability (at T = 1) is below this; 0 keeps every row.
             teacher: Local Hugging Face BERT directory; default: the bundled m3e-small.
             teacher_lowercase: Lowercase text for the teacher's tokenizer. Default: on when
                 its vocabulary knows only lowercase Latin letters (true of m3e-small).
@@ -90,6 +98,8 @@ class DistillationModule(L.LightningModule):
             raise UserError(f"--model.temperature must be positive, got {temperature}")
         if not 0 <= alpha <= 1:
             raise UserError(f"--model.alpha must lie in [0, 1], got {alpha}")
+        if not 0 <= pseudo_label_threshold < 1:
+            raise UserError(f"--model.pseudo_label_threshold must lie in [0, 1), got {pseudo_label_threshold}")
         # Evaluation-only options stay out of the hyper-parameters, so that `test --ckpt_path …
         # --model.compare_to …` is not overridden by the value the checkpoint was trained with.
         self.save_hyperparameters(ignore=["labels", "vocab", "max_length", "compare_to", "positive_label"])
@@ -112,6 +122,11 @@ class DistillationModule(L.LightningModule):
         if positive_label not in self.labels:
             raise UserError(f"--model.positive_label {positive_label!r} is not one of the labels {self.labels}")
         return self.labels.index(positive_label)
+
+    @property
+    def pseudo_label_threshold(self) -> float | None:
+        """None: unlabelled rows learn the soft target; else the confidence a hard pseudo-label needs."""
+        return self.hparams.pseudo_label_threshold if self.hparams.unlabeled_target == "hard" else None
 
     def reference_source(self) -> str | None:
         """The old model the student is compared with (``--model.compare_to``)."""

@@ -8,10 +8,9 @@ Detaching t is the isolation: nothing the student does moves the teacher. Manual
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from bert2textcnn.losses import student_loss
+from bert2textcnn.losses import labelled_ce, student_loss
 from bert2textcnn.schemes.base import DistillationModule, Role
 
 
@@ -29,8 +28,9 @@ class JointIsolatedScheme(DistillationModule):
     def teacher_loss_terms(
         self, teacher_logits: torch.Tensor, detached_student_logits: torch.Tensor, labels: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """The teacher's loss, ``loss_teacher``; it can see the student's logits but never move them."""
-        ce = F.cross_entropy(teacher_logits, labels)
+        """The teacher's loss, ``loss_teacher``: CE on the labelled rows; it sees the student's logits
+        but never moves them."""
+        ce = labelled_ce(teacher_logits, labels)
         return {"loss_ce_teacher": ce, "loss_teacher": ce}
 
     def loss_terms(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -46,7 +46,12 @@ class JointIsolatedScheme(DistillationModule):
     ) -> dict[str, torch.Tensor]:
         """The student's loss, ``loss_student``: α·KD + (1−α)·CE against the detached teacher."""
         return student_loss(
-            student_logits, detached_teacher_logits, batch["label"], self.hparams.alpha, self.hparams.temperature
+            student_logits,
+            detached_teacher_logits,
+            batch["label"],
+            self.hparams.alpha,
+            self.hparams.temperature,
+            self.pseudo_label_threshold,
         )
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:

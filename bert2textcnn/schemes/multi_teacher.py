@@ -23,7 +23,7 @@ from torch import nn
 
 from bert2textcnn.errors import UserError
 from bert2textcnn.historical import HistoricalModel, ScoresFile, load_historical
-from bert2textcnn.losses import kd_to_distribution, mixed_soft_target, student_objective
+from bert2textcnn.losses import kd_to_distribution, mixed_soft_target, pseudo_labels, student_objective
 from bert2textcnn.models.teacher import Teacher
 from bert2textcnn.schemes.base import Role
 from bert2textcnn.schemes.joint_isolated import JointIsolatedScheme
@@ -126,8 +126,11 @@ class MultiTeacherScheme(JointIsolatedScheme):
         logits = [detached_teacher_logits, *batch["historical_logits"]]
         masks = [every_row, *batch["historical_masks"]]
         target = mixed_soft_target(logits, self.teacher_weights, self.teacher_temperatures, masks)
-        kd = kd_to_distribution(student_logits, target, temperature)
-        terms = student_objective(kd, student_logits, batch["label"], alpha)
+        pseudo = None
+        if (threshold := self.pseudo_label_threshold) is not None:
+            unsoftened = mixed_soft_target(logits, self.teacher_weights, [1.0] * len(logits), masks)
+            pseudo = pseudo_labels(unsoftened, threshold)
+        terms = student_objective(student_logits, target, batch["label"], alpha, temperature, pseudo)
         with torch.no_grad():  # each teacher's own KD term, for the logs only
             for k, (teacher_logits, mask, t_k) in enumerate(zip(logits, masks, self.teacher_temperatures, strict=True)):
                 name = "loss_kd_bert" if k == 0 else f"loss_kd_historical_{k}"

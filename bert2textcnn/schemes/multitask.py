@@ -9,9 +9,8 @@ TextCNN degrading under this scheme; it is reproduced as described, not correcte
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from bert2textcnn.losses import student_loss
+from bert2textcnn.losses import labelled_ce, student_loss
 from bert2textcnn.schemes.base import DistillationModule
 
 
@@ -24,8 +23,13 @@ class MultitaskScheme(DistillationModule):
     def loss_terms(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         labels = batch["label"]
         teacher_logits = self.teacher_logits(batch)
-        ce_teacher = F.cross_entropy(teacher_logits, labels)
+        ce_teacher = labelled_ce(teacher_logits, labels)
         terms = student_loss(
-            self.student_logits(batch), teacher_logits, labels, self.hparams.alpha, self.hparams.temperature
+            self.student_logits(batch),
+            teacher_logits,
+            labels,
+            self.hparams.alpha,
+            self.hparams.temperature,
+            self.pseudo_label_threshold,
         )
         return {"loss_ce_teacher": ce_teacher, **terms, "loss": ce_teacher + terms["loss_student"]}

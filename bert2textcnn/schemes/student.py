@@ -3,8 +3,8 @@
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
+from bert2textcnn.losses import labelled_ce
 from bert2textcnn.schemes.base import DistillationModule
 
 
@@ -12,7 +12,8 @@ class StudentScheme(DistillationModule):
     """Plain TextCNN trained on labels only (CE); the baseline. Teacher options are unused."""
 
     name = "student"
+    distils = False
 
     def loss_terms(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        ce = F.cross_entropy(self.student_logits(batch), batch["label"])
+        ce = labelled_ce(self.student_logits(batch), batch["label"])
         return {"loss_ce_student": ce, "loss": ce}

@@ -3,8 +3,8 @@
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
+from bert2textcnn.losses import labelled_ce
 from bert2textcnn.schemes.base import DistillationModule
 
 
@@ -13,9 +13,10 @@ class TeacherScheme(DistillationModule):
 
     name = "teacher"
     has_student = False
+    distils = False
     has_teacher = True
     selects_on = "teacher"
 
     def loss_terms(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        ce = F.cross_entropy(self.teacher_logits(batch), batch["label"])
+        ce = labelled_ce(self.teacher_logits(batch), batch["label"])
         return {"loss_teacher": ce, "loss": ce}
