@@ -20,58 +20,23 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
-
-from bert2textcnn.data.datamodule import TextDataModule
-from bert2textcnn.schemes import SCHEMES
+from common import cell, print_table, train_and_evaluate
 
 JOINT_TABLE = ["teacher", "student", "joint_isolated", "joint_coupled", "multitask"]
 REPLACEMENT_TABLE = ["joint_isolated", "multi_teacher"]
 
 
 def run(scheme: str, args: argparse.Namespace, seed: int, workdir: Path, **hparams: Any) -> dict[str, Any]:
-    L.seed_everything(seed, verbose=False)
-    data = TextDataModule(str(args.data / "train.csv"), str(args.data / "dev.csv"), batch_size=args.batch_size)
-    model = SCHEMES[scheme](labels=data.labels, vocab=data.vocab, max_length=data.max_length, **hparams)
-    trainer = L.Trainer(
-        max_epochs=args.epochs,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=False,
-        default_root_dir=workdir / f"{scheme}-{seed}",
-        enable_progress_bar=False,
-        enable_model_summary=False,
+    data = {"train_path": str(args.data / "train.csv"), "val_path": str(args.data / "dev.csv")}
+    result = train_and_evaluate(
+        scheme, {**data, "batch_size": args.batch_size}, seed, workdir, {"max_epochs": args.epochs}, **hparams
     )
-    start = time.perf_counter()
-    trainer.fit(model, datamodule=data)
-    result: dict[str, Any] = {"seconds_per_epoch": (time.perf_counter() - start) / args.epochs}
-    result["checkpoint"] = str(workdir / f"{scheme}-{seed}.ckpt")
-    trainer.save_checkpoint(result["checkpoint"])
-    evaluator = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
-    [metrics] = evaluator.validate(model, datamodule=data, verbose=False)
-    result.update({k.removeprefix("val/"): float(v) for k, v in metrics.items()})
-    shown = {k: round(v, 4) for k, v in result.items() if isinstance(v, float) and not k.startswith("loss")}
-    print(f"  {scheme:<15} seed {seed}: {shown}", flush=True)
+    result["seconds_per_epoch"] = result["seconds"] / args.epochs
     return result
-
-
-def cell(runs: list[dict[str, Any]], key: str) -> str:
-    values = [r[key] for r in runs if key in r]
-    if not values:
-        return "—"
-    mean = statistics.fmean(values)
-    return f"{mean:.3f}" if len(values) == 1 else f"{mean:.3f} ± {statistics.stdev(values):.3f}"
-
-
-def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    print(f"\n{title}\n\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
 
 
 def main() -> None:

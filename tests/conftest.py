@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from tiny_teacher import save_tiny_teacher
 
-from bert2textcnn.data.datamodule import demo_path
+from bert2textcnn.data.datamodule import TextDataModule, demo_path
 
 SMS_SPAM = Path(__file__).resolve().parents[2] / "shared" / "data" / "sms_spam_zh"
 
@@ -51,3 +51,26 @@ def sms_spam() -> Path:
     if not (SMS_SPAM / "train.csv").is_file():
         pytest.skip(f"real data set not found at {SMS_SPAM} (it lives in ../shared beside the repo)")
     return SMS_SPAM
+
+
+@pytest.fixture(scope="session")
+def teacher_checkpoint(tiny_teacher, small_data, tmp_path_factory) -> str:
+    """A project checkpoint of the tiny teacher after two training steps, for the offline scheme."""
+    import lightning as L
+
+    from bert2textcnn.schemes import SCHEMES
+
+    data = TextDataModule(str(small_data["train"]), str(small_data["val"]), batch_size=16)
+    model = SCHEMES["teacher"](
+        labels=data.labels, vocab=data.vocab, max_length=data.max_length, teacher=str(tiny_teacher)
+    )
+    trainer = L.Trainer(
+        max_steps=2,
+        limit_val_batches=2,
+        default_root_dir=tmp_path_factory.mktemp("teacher_run"),
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, datamodule=data)
+    return trainer.checkpoint_callback.best_model_path

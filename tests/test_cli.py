@@ -168,3 +168,48 @@ def test_multi_teacher_with_a_historical_student_then_compare(workdir, small_dat
     )  # fmt: skip
     for figure in ("coverage", "negative flip rate", "positive flip rate", "agreement"):
         assert figure in result.stdout
+
+
+def scalar_tags(run_dir: Path) -> set[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    return set(events.Tags()["scalars"])
+
+
+def test_offline_learns_an_unlabelled_file_and_augmented_copies(workdir, teacher_checkpoint):
+    pool = workdir / "stream.txt"
+    pool.write_text("加微信领取免费会员\n今天地铁又晚点了\n\nQQ群有福利，点击链接\n", encoding="utf-8")
+    result = run_cli(
+        "fit", "--scheme", "offline", "--model.teacher_checkpoint", teacher_checkpoint, *common(workdir),
+        "--data.unlabeled_path", str(pool), "--data.augment", "{copies: 2, mask_rate: 0.2}",
+        "--trainer.logger.init_args.name", "offline_transfer", "--test_after_fit", "false", cwd=workdir,
+    )  # fmt: skip
+    assert "Training rows: 96 labelled" in result.stderr and "3 from " in result.stderr
+    [run_dir] = (workdir / "runs" / "offline_transfer").glob("version_*")
+    tags = scalar_tags(run_dir)
+    assert {"train/loss_kd_unlabeled_epoch", "train/loss_ce_student_epoch", "train/loss_kd_epoch"} <= tags
+
+
+def test_joint_coupled_with_a_label_fraction_and_hard_pseudo_labels(workdir):
+    result = run_cli(
+        "fit", "--scheme", "joint_coupled", *common(workdir), "--data.label_fraction", "0.5",
+        "--data.unlabeled_share", "0.5", "--model.unlabeled_target", "hard",
+        "--trainer.logger.init_args.name", "coupled_transfer", "--test_after_fit", "false", cwd=workdir,
+    )  # fmt: skip
+    assert "Training rows: 48 labelled, 48 unlabelled (48 dropped labels" in result.stderr
+    [run_dir] = (workdir / "runs" / "coupled_transfer").glob("version_*")
+    tags = scalar_tags(run_dir)
+    assert {"train/loss_ce_pseudo_epoch", "train/pseudo_label_kept_epoch", "train/loss_kd_teacher_epoch"} <= tags
+    assert "train/loss_kd_unlabeled_epoch" not in tags  # hard targets replace the soft term on unlabelled rows
+
+
+def test_label_only_schemes_say_they_ignore_unlabelled_data(workdir):
+    pool = workdir / "ignored.txt"
+    pool.write_text("一条短信\n", encoding="utf-8")
+    result = run_cli(
+        "fit", "--scheme", "student", *common(workdir), "--data.unlabeled_path", str(pool),
+        "--trainer.logger.init_args.name", "student_ignoring", "--test_after_fit", "false", cwd=workdir,
+    )  # fmt: skip
+    assert "Ignoring --data.unlabeled_path: this scheme learns from labels only" in result.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 import lightning as L
-import pytest
 import torch
 
 from bert2textcnn.data.datamodule import TextDataModule
@@ -25,14 +24,6 @@ def fit(scheme: str, data: TextDataModule, root, **hparams):
     )
     trainer.fit(model, datamodule=data)
     return model, trainer
-
-
-@pytest.fixture(scope="module")
-def teacher_checkpoint(tiny_teacher, small_data, tmp_path_factory):
-    root = tmp_path_factory.mktemp("teacher_run")
-    data = TextDataModule(str(small_data["train"]), str(small_data["val"]), batch_size=16)
-    _, trainer = fit("teacher", data, root, teacher=str(tiny_teacher))
-    return trainer.checkpoint_callback.best_model_path
 
 
 def test_second_run_reuses_cache_without_loading_the_teacher(
