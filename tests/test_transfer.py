@@ -19,6 +19,7 @@ from bert2textcnn.data.vocab import MASK, Vocab
 from bert2textcnn.errors import UserError
 from bert2textcnn.losses import UNLABELED, kd_per_row, labelled_ce, student_loss
 from bert2textcnn.models.teacher import Teacher
+from bert2textcnn.schemes import SCHEMES
 from bert2textcnn.schemes import offline as offline_module
 
 S = torch.tensor([[2.0, -1.0], [0.3, 0.1], [-0.5, 1.5], [1.0, 1.2]])
@@ -202,3 +203,18 @@ def test_logits_cache_covers_the_unlabelled_file_and_follows_its_changes(teacher
     changed = [*pool_rows[:-1], {"text": "全新的一条未标注短信"}]
     cached_logits(changed)
     assert len(list(cache.glob("*.pt"))) == 2  # pool changed: recomputed under a new key
+
+
+def test_multi_teacher_pseudo_labels_follow_the_mix_of_teachers(small_data):
+    data = TextDataModule(str(small_data["train"]), str(small_data["val"]))
+    model = SCHEMES["multi_teacher"](
+        labels=data.labels, vocab=data.vocab, historical=["old.csv"], historical_weights=[0.4],
+        unlabeled_target="hard", temperature=2.0,
+    )  # fmt: skip
+    bert = torch.tensor([[math.log(0.7), math.log(0.3)]])  # BERT: class 0 at 0.7
+    old = torch.tensor([[math.log(0.01), math.log(0.99)]])  # old model: class 1 at 0.99
+    # Mix at T = 1: p(1) = 0.6·0.3 + 0.4·0.99 = 0.576, so the pseudo-label is 1, not BERT's 0.
+    student = torch.tensor([[0.5, -0.5]])
+    batch = {"label": torch.tensor([UNLABELED]), "historical_logits": [old], "historical_masks": [torch.tensor([True])]}
+    terms = model.student_loss_terms(student, bert, batch)
+    assert math.isclose(terms["loss_student"].item(), ce_by_hand(student[0].tolist(), 1), rel_tol=1e-5)
