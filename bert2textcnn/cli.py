@@ -12,12 +12,14 @@ import sys
 import warnings
 from pathlib import Path
 
+import jsonargparse
 import yaml
 from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from bert2textcnn.checkpoint import project_record
+from bert2textcnn.commands import COMMANDS
 from bert2textcnn.data.datamodule import TextDataModule
 from bert2textcnn.errors import UserError
 from bert2textcnn.predictions import PredictionWriter
@@ -33,7 +35,10 @@ def scheme_help() -> str:
         "Distil a BERT teacher into a TextCNN student.\n\n"
         f"Schemes (--scheme NAME, default {DEFAULT_SCHEME}):\n{rows}\n\n"
         "With no data paths the bundled demo corpus is used. "
-        "`python -m bert2textcnn fit --help` lists every option."
+        "`python -m bert2textcnn fit --help` lists every option.\n\n"
+        "Other commands (each with --help):\n"
+        "  export  the student to ONNX for serving, checked against PyTorch\n"
+        "  speed   student vs teacher throughput and latency on the same texts"
     )
 
 
@@ -161,8 +166,12 @@ def main(args: list[str] | None = None) -> None:
         handler.setFormatter(logging.Formatter("%(message)s"))
         package_log.addHandler(handler)
         package_log.setLevel(logging.INFO)
+    argv = sys.argv[1:] if args is None else args
     try:
-        DistillCLI(resolve_scheme(sys.argv[1:] if args is None else args), args=args)
+        if argv and argv[0] in COMMANDS:
+            jsonargparse.CLI(list(COMMANDS.values()), args=argv, as_positional=False, prog="python -m bert2textcnn")
+        else:
+            DistillCLI(resolve_scheme(argv), args=args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -11,7 +11,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from bert2textcnn.io import atomic_write_text
-from bert2textcnn.predictor import labelled
+from bert2textcnn.outputs import labelled
 
 
 class PredictionWriter(Callback):

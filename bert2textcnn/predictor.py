@@ -16,6 +16,7 @@ from bert2textcnn.checkpoint import RECORD_KEY, read_checkpoint
 from bert2textcnn.data.vocab import Vocab
 from bert2textcnn.errors import UserError
 from bert2textcnn.models.textcnn import TextCNN, student_from_hparams
+from bert2textcnn.outputs import predictions
 
 
 class StudentPredictor:
@@ -43,12 +44,4 @@ class StudentPredictor:
         return self.logits(texts).softmax(dim=-1)
 
     def predict(self, texts: Sequence[str]) -> list[tuple[str, dict[str, float]]]:
-        return [
-            (label, dict(zip(self.labels, row, strict=True)))
-            for label, row in labelled(self.probabilities(texts), self.labels)
-        ]
-
-
-def labelled(probs: torch.Tensor, labels: Sequence[str]) -> list[tuple[str, list[float]]]:
-    """(most probable label, probabilities) per row of a (batch, classes) probability tensor."""
-    return [(labels[best], row) for best, row in zip(probs.argmax(-1).tolist(), probs.tolist(), strict=True)]
+        return predictions(self.probabilities(texts), self.labels)

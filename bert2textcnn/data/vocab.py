@@ -1,4 +1,7 @@
-"""The student's vocabulary: characters or jieba words, built on the training texts only."""
+"""The student's vocabulary: characters or jieba words, built on the training texts only.
+
+Needs no torch (only ``encode_batch`` makes a tensor), so a serving process can tokenise alone.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +10,10 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 PAD, UNK = "<pad>", "<unk>"
 MASK = "[MASK]"  # a masked word in augmented text: <unk> for the student, BERT's own [MASK] for the teacher
@@ -77,14 +81,16 @@ class Vocab:
     def encode(self, text: str) -> list[int]:
         return [self._ids.get(t, 1) for t in tokenize(text, self.kind, self.lowercase)]
 
-    def encode_batch(self, texts: Sequence[str], max_length: int, min_length: int = 1) -> torch.Tensor:
-        """Pad to the longest text in the batch (at least ``min_length``), truncating at ``max_length``."""
+    def padded_ids(self, texts: Sequence[str], max_length: int, min_length: int = 1) -> list[list[int]]:
+        """Ids cut at ``max_length``, right-padded with 0 to the batch's longest (at least ``min_length``)."""
         ids = [self.encode(text)[:max_length] for text in texts]
         width = max(min_length, *(len(row) for row in ids))
-        batch = torch.zeros(len(ids), width, dtype=torch.long)
-        for i, row in enumerate(ids):
-            batch[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-        return batch
+        return [row + [0] * (width - len(row)) for row in ids]
+
+    def encode_batch(self, texts: Sequence[str], max_length: int, min_length: int = 1) -> torch.Tensor:
+        import torch  # here, not at the top: the ONNX classifier reads vocabularies without torch
+
+        return torch.tensor(self.padded_ids(texts, max_length, min_length), dtype=torch.long)
 
     def to_dict(self) -> dict[str, Any]:
         return {"tokens": self.tokens, "kind": self.kind, "lowercase": self.lowercase}

@@ -31,15 +31,29 @@ class TextCNN(nn.Module):
         self.convs = nn.ModuleList(nn.Conv1d(embedding_dim, num_filters, k) for k in kernel_sizes)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(num_filters * len(kernel_sizes), num_classes)
+        self.kernel_sizes = tuple(kernel_sizes)
         # Inputs shorter than the widest kernel would leave it nothing to convolve: pad to this.
         self.min_length = max(kernel_sizes)
 
     def forward(self, input_ids: torch.Tensor) -> ModelOutput:
+        """``input_ids`` (batch, length), right-padded with id 0.
+
+        Windows that start past a text's last full window are masked before max-pooling, so a
+        text's output does not depend on how much padding its batch gives it (a window over
+        padding alone would otherwise pool relu(bias)).
+        """
         if input_ids.size(1) < self.min_length:
             input_ids = nn.functional.pad(input_ids, (0, self.min_length - input_ids.size(1)))
+        lengths = (input_ids != 0).sum(dim=1, keepdim=True)  # (batch, 1)
         x = self.embedding(input_ids).transpose(1, 2)  # (batch, dim, length) for Conv1d
-        pooled = torch.cat([conv(x).relu().amax(dim=2) for conv in self.convs], dim=1)
-        return ModelOutput(self.head(self.dropout(pooled)), pooled)
+        pooled = []
+        for conv, width in zip(self.convs, self.kernel_sizes, strict=True):
+            activations = conv(x).relu()  # (batch, filters, windows), all ≥ 0
+            windows = torch.arange(activations.size(2), device=input_ids.device)
+            valid = windows < (lengths - width + 1).clamp(min=1)  # a short text keeps its first window
+            pooled.append(activations.masked_fill(~valid.unsqueeze(1), 0.0).amax(dim=2))  # 0 is neutral after relu
+        features = torch.cat(pooled, dim=1)
+        return ModelOutput(self.head(self.dropout(features)), features)
 
 
 def student_from_hparams(vocab_size: int, num_classes: int, hparams: Mapping[str, Any]) -> TextCNN:

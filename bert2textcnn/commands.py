@@ -1,0 +1,71 @@
+"""Commands beside LightningCLI's fit / validate / test / predict; each works on a checkpoint.
+
+python -m bert2textcnn export --ckpt_path runs/…/best.ckpt --output exports/student
+python -m bert2textcnn speed --ckpt_path runs/…/best.ckpt --output speed.json
+"""
+
+from __future__ import annotations
+
+from bert2textcnn.data.datamodule import demo_path
+from bert2textcnn.data.records import read_texts
+
+
+def _texts(path: str | None, text_column: str) -> list[str]:
+    if path:
+        return read_texts(path, text_column)
+    return [text for split in ("test", "val", "train") for text in read_texts(demo_path(split))]
+
+
+def export(
+    ckpt_path: str, output: str = "exports/student", texts: str | None = None, text_column: str = "text"
+) -> None:
+    """Export a trained student to ONNX for serving (student.onnx + student.json), checked against PyTorch.
+
+    Args:
+        ckpt_path: A bert2textcnn checkpoint with a student (any scheme but ``teacher``).
+        output: Folder to write student.onnx and student.json into.
+        texts: Texts for the parity check (CSV/TSV/JSONL/.txt); default: the bundled demo corpus.
+        text_column: Text column of that file.
+    """
+    from bert2textcnn.export import export_student
+
+    figures = export_student(ckpt_path, output, _texts(texts, text_column))
+    print(f"Exported to {output}/ (student.onnx, student.json)")
+    print(f"Parity with PyTorch on {figures['texts']} texts: max |Δ probability| = {figures['max_abs_diff']:.1e}")
+    print(f"Serve it with: OnnxClassifier({output!r}).predict([...])  (needs onnxruntime, numpy, jieba only)")
+
+
+def speed(
+    ckpt_path: str,
+    texts: str | None = None,
+    text_column: str = "text",
+    threads: int = 2,
+    batch_size: int = 64,
+    latency_texts: int = 200,
+    min_seconds: float = 2.0,
+    teacher: str | None = None,
+    output: str | None = None,
+) -> None:
+    """Student vs teacher speed on the same texts: throughput and batch-1 latency, end to end.
+
+    Args:
+        ckpt_path: A bert2textcnn checkpoint with a student; its teacher is used when it holds one.
+        texts: Texts to time (CSV/TSV/JSONL/.txt); default: the bundled demo corpus.
+        text_column: Text column of that file.
+        threads: torch.set_num_threads and ONNX Runtime intra-op threads.
+        batch_size: Texts per batch for throughput.
+        latency_texts: How many texts are timed one by one.
+        min_seconds: Repeat each throughput pass for at least this long.
+        teacher: Teacher directory when the checkpoint holds none (default: m3e-small).
+        output: Also write the figures as JSON to this file.
+    """
+    from bert2textcnn.speed import measure, report, write_json
+
+    results = measure(ckpt_path, _texts(texts, text_column), threads, batch_size, latency_texts, min_seconds, teacher)
+    print(report(results))
+    if output:
+        write_json(results, output)
+        print(f"Figures written to {output}")
+
+
+COMMANDS = {"export": export, "speed": speed}

@@ -1,0 +1,86 @@
+"""Export a trained student for serving: ``student.onnx`` (dynamic batch and length, outputs
+probabilities) beside ``student.json`` (vocabulary, tokenizer kind, max length, label map).
+
+    python -m bert2textcnn export --ckpt_path runs/…/best.ckpt --output exports/student
+
+The export is checked before it is kept: ONNX Runtime and PyTorch must agree on real texts to
+``PARITY_TOLERANCE`` in every probability, else nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bert2textcnn.errors import UserError
+from bert2textcnn.models.textcnn import TextCNN
+from bert2textcnn.predictor import StudentPredictor
+from bert2textcnn.serving import EXPORT_FORMAT, METADATA_FILE, MODEL_FILE, OnnxClassifier
+
+log = logging.getLogger(__name__)
+PARITY_TOLERANCE = 1e-5
+
+
+class _Probabilities(nn.Module):
+    """The served graph: token ids in, class probabilities out."""
+
+    def __init__(self, student: TextCNN) -> None:
+        super().__init__()
+        self.student = student
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.student(input_ids).logits.softmax(dim=-1)
+
+
+def export_student(ckpt_path: str | Path, output: str | Path, check_texts: Sequence[str]) -> dict[str, float]:
+    """Write the export folder and return the parity figures; raise if the runtimes disagree."""
+    if not check_texts:
+        raise UserError("export needs at least one text for the parity check")
+    predictor = StudentPredictor.from_checkpoint(ckpt_path)
+    student, output = predictor.student.eval(), Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=output, prefix=".export-") as tmp:
+        staging = Path(tmp)
+        _write_onnx(student, staging / MODEL_FILE)
+        metadata = {
+            "format": EXPORT_FORMAT,
+            "vocab": predictor.vocab.to_dict(),
+            "labels": predictor.labels,
+            "max_length": predictor.max_length,
+            "min_length": student.min_length,
+            "source_checkpoint": str(ckpt_path),
+        }
+        (staging / METADATA_FILE).write_text(json.dumps(metadata, ensure_ascii=False), encoding="utf-8")
+        served = OnnxClassifier(staging).probabilities(check_texts)
+        reference = predictor.probabilities(check_texts).numpy()
+        max_diff = float(abs(served - reference).max())
+        if max_diff > PARITY_TOLERANCE:
+            raise UserError(f"ONNX and PyTorch disagree by {max_diff:.2e} (> {PARITY_TOLERANCE}); nothing exported")
+        for name in (MODEL_FILE, METADATA_FILE):
+            os.replace(staging / name, output / name)  # same filesystem: each file appears whole
+    log.info("Exported %s to %s (parity on %d texts: max |Δp| = %.1e)", ckpt_path, output, len(check_texts), max_diff)
+    return {"max_abs_diff": max_diff, "texts": len(check_texts)}
+
+
+def _write_onnx(student: TextCNN, path: Path) -> None:
+    example = torch.randint(2, 10, (2, max(8, student.min_length + 1)))  # any ids: only shapes are traced
+    batch, length = torch.export.Dim("batch"), torch.export.Dim("length", min=max(2, student.min_length))
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # optional torchvision ops it cannot find
+    torch.onnx.export(
+        _Probabilities(student).eval(),
+        (example,),
+        str(path),
+        input_names=["input_ids"],
+        output_names=["probabilities"],
+        dynamic_shapes=({0: batch, 1: length},),
+        dynamo=True,
+        external_data=False,  # one self-contained file (a TextCNN is far below protobuf's 2 GB)
+        verbose=False,
+    )

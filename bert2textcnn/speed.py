@@ -1,0 +1,139 @@
+"""Student vs teacher speed on the same texts in one process, end to end (raw text in,
+probabilities out) and without tokenisation; the student also through ONNX Runtime.
+
+    python -m bert2textcnn speed --ckpt_path runs/…/best.ckpt --threads 2 --output speed.json
+
+Throughput uses length-sorted batches padded per batch — each model's best path. Latency is one
+text per call, after a warm-up, reported as the 50th and 95th percentiles.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from bert2textcnn.checkpoint import read_checkpoint
+from bert2textcnn.export import export_student
+from bert2textcnn.io import atomic_write_text
+from bert2textcnn.models.teacher import Teacher
+from bert2textcnn.predictor import StudentPredictor
+from bert2textcnn.schemes.offline import load_trained_teacher
+from bert2textcnn.serving import OnnxClassifier
+
+Run = Callable[[Any], Any]
+
+
+def throughput(run: Run, batches: Sequence[Any], texts: int, min_seconds: float) -> float:
+    """Texts per second over whole passes of ``batches``, repeated for at least ``min_seconds``."""
+    run(batches[0])  # warm-up
+    passes, start = 0, time.perf_counter()
+    while passes == 0 or time.perf_counter() - start < min_seconds:
+        for batch in batches:
+            run(batch)
+        passes += 1
+    return passes * texts / (time.perf_counter() - start)
+
+
+def latency_ms(run: Run, items: Sequence[Any], warmup: int = 10) -> tuple[float, float]:
+    for item in items[:warmup]:
+        run(item)
+    timings = []
+    for item in items:
+        start = time.perf_counter()
+        run(item)
+        timings.append((time.perf_counter() - start) * 1000)
+    percentiles = statistics.quantiles(timings, n=100, method="inclusive")
+    return percentiles[49], percentiles[94]
+
+
+def load_teacher(ckpt_path: str, labels: Sequence[str], max_length: int, teacher_dir: str | None) -> Teacher:
+    """The checkpoint's own fine-tuned teacher when it has one, else the untrained head on
+    ``teacher_dir`` (the default m3e-small): the same cost, which is all that is measured."""
+    state = read_checkpoint(ckpt_path)["state_dict"]
+    if any(key.startswith("teacher.") for key in state):
+        return load_trained_teacher(ckpt_path, labels, max_length)
+    return Teacher(teacher_dir, len(labels), max_length).eval()
+
+
+def measure(
+    ckpt_path: str,
+    texts: Sequence[str],
+    threads: int,
+    batch_size: int = 64,
+    latency_texts: int = 200,
+    min_seconds: float = 2.0,
+    teacher_dir: str | None = None,
+) -> dict[str, Any]:
+    torch.set_num_threads(threads)
+    student = StudentPredictor.from_checkpoint(ckpt_path)
+    teacher = load_teacher(ckpt_path, student.labels, student.max_length, teacher_dir)
+    by_length = sorted(texts, key=len)
+    batches = [by_length[i : i + batch_size] for i in range(0, len(by_length), batch_size)]
+    singles = [[text] for text in texts[:latency_texts]]
+
+    def teacher_forward(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return teacher(**inputs).logits.softmax(-1)
+
+    def student_forward(ids: torch.Tensor) -> torch.Tensor:
+        return student.student(ids).logits.softmax(-1)
+
+    def student_encode(batch: list[str]) -> torch.Tensor:
+        return student.vocab.encode_batch(batch, student.max_length, student.student.min_length)
+
+    with tempfile.TemporaryDirectory() as export_dir:
+        export_student(ckpt_path, export_dir, texts[:batch_size])
+        onnx = OnnxClassifier(export_dir, threads=threads, batch_size=batch_size)
+        models: dict[str, tuple[Run, Run, Run]] = {  # end to end, from encoded inputs, encoder
+            "student": (student.probabilities, student_forward, student_encode),
+            "student_onnx": (lambda b: onnx.run(onnx.encode(b)), onnx.run, onnx.encode),
+            "teacher": (lambda b: teacher_forward(teacher.encode(b)), teacher_forward, teacher.encode),
+        }
+        results: dict[str, Any] = {}
+        with torch.inference_mode():
+            for name, (end_to_end, forward, encode) in models.items():
+                encoded = [encode(batch) for batch in batches]
+                p50, p95 = latency_ms(end_to_end, singles)
+                results[name] = {
+                    "texts_per_s_b64": throughput(end_to_end, batches, len(texts), min_seconds),
+                    "texts_per_s_b64_encoded": throughput(forward, encoded, len(texts), min_seconds),
+                    "ms_b1_p50": p50,
+                    "ms_b1_p95": p95,
+                }
+    results["ratio_b64"] = results["student"]["texts_per_s_b64"] / results["teacher"]["texts_per_s_b64"]
+    results["ratio_b1"] = results["teacher"]["ms_b1_p50"] / results["student"]["ms_b1_p50"]
+    results["ratio_b64_onnx"] = results["student_onnx"]["texts_per_s_b64"] / results["teacher"]["texts_per_s_b64"]
+    results["ratio_b1_onnx"] = results["teacher"]["ms_b1_p50"] / results["student_onnx"]["ms_b1_p50"]
+    results["setup"] = {"threads": threads, "texts": len(texts), "batch_size": batch_size, "torch": torch.__version__}
+    return results
+
+
+def report(results: dict[str, Any]) -> str:
+    setup = results["setup"]
+    lines = [
+        f"{setup['texts']} texts, batch {setup['batch_size']}, torch.set_num_threads({setup['threads']})",
+        "",
+        f"{'model':<14} {'texts/s b64':>12} {'(no tokenising)':>16} {'ms b1 p50':>10} {'ms b1 p95':>10}",
+    ]
+    for name in ("student", "student_onnx", "teacher"):
+        row = results[name]
+        lines.append(
+            f"{name:<14} {row['texts_per_s_b64']:>12,.0f} {row['texts_per_s_b64_encoded']:>16,.0f} "
+            f"{row['ms_b1_p50']:>10.3f} {row['ms_b1_p95']:>10.3f}"
+        )
+    lines += [
+        "",
+        f"student / teacher: {results['ratio_b64']:.0f}× throughput at batch {setup['batch_size']}, "
+        f"{results['ratio_b1']:.0f}× faster at batch 1 (ONNX: {results['ratio_b64_onnx']:.0f}×, "
+        f"{results['ratio_b1_onnx']:.0f}×)",
+    ]
+    return "\n".join(lines)
+
+
+def write_json(results: dict[str, Any], path: str) -> None:
+    atomic_write_text(path, json.dumps(results, indent=2))

@@ -1,0 +1,98 @@
+"""ONNX export (parity with PyTorch), the torch-free OnnxClassifier, and the speed command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+from conftest import read_demo
+
+from bert2textcnn import export as export_module
+from bert2textcnn.data.datamodule import TextDataModule
+from bert2textcnn.errors import UserError
+from bert2textcnn.predictor import StudentPredictor
+from bert2textcnn.schemes import SCHEMES
+from bert2textcnn.serving import OnnxClassifier
+
+REPO = Path(__file__).resolve().parents[1]
+TEXTS = [row["text"] for row in read_demo("test")] + ["好", "QQ", "加微信领取免费会员，点击 http://x.cn 立即领取"]
+
+
+def trained_checkpoint(scheme: str, small_data, root: Path, **hparams) -> str:
+    L.seed_everything(0, verbose=False)
+    data = TextDataModule(str(small_data["train"]), str(small_data["val"]), batch_size=16)
+    model = SCHEMES[scheme](labels=data.labels, vocab=data.vocab, max_length=data.max_length, **hparams)
+    trainer = L.Trainer(max_steps=4, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(model, datamodule=data)
+    path = root / f"{scheme}.ckpt"
+    trainer.save_checkpoint(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def student_checkpoint(small_data, tmp_path_factory) -> str:
+    return trained_checkpoint("student", small_data, tmp_path_factory.mktemp("student"), kernel_sizes=(2, 3, 5))
+
+
+@pytest.fixture(scope="module")
+def exported(student_checkpoint, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("export") / "student"
+    figures = export_module.export_student(student_checkpoint, output, TEXTS)
+    assert figures["max_abs_diff"] <= export_module.PARITY_TOLERANCE
+    return output
+
+
+def test_export_agrees_with_pytorch_and_predicts_the_same_labels(exported, student_checkpoint):
+    assert sorted(p.name for p in exported.iterdir()) == ["student.json", "student.onnx"]
+    torch_model = StudentPredictor.from_checkpoint(student_checkpoint)
+    served = OnnxClassifier(exported, batch_size=7)  # batches of mixed lengths, padded differently
+    assert abs(served.probabilities(TEXTS) - torch_model.probabilities(TEXTS).numpy()).max() <= 1e-5
+    assert [label for label, _ in served.predict(TEXTS)] == [label for label, _ in torch_model.predict(TEXTS)]
+    assert served.probabilities([]).shape == (0, 2)
+
+
+def test_onnx_classifier_needs_no_torch_and_no_lightning(exported, student_checkpoint):
+    script = (
+        "import sys, json\n"
+        "for name in ('torch', 'lightning', 'transformers'):\n"
+        "    sys.modules[name] = None  # importing any of them now fails\n"
+        "from bert2textcnn.serving import OnnxClassifier\n"
+        f"print(json.dumps([label for label, _ in OnnxClassifier({str(exported)!r}).predict({TEXTS!r})]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    expected = [label for label, _ in StudentPredictor.from_checkpoint(student_checkpoint).predict(TEXTS)]
+    assert json.loads(result.stdout.splitlines()[-1]) == expected
+
+
+def test_failed_parity_check_writes_nothing(student_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setattr(export_module, "PARITY_TOLERANCE", -1.0)
+    with pytest.raises(UserError, match="disagree"):
+        export_module.export_student(student_checkpoint, tmp_path / "out", TEXTS)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_speed_command_writes_comparable_json(small_data, tiny_teacher, tmp_path):
+    checkpoint = trained_checkpoint("joint_isolated", small_data, tmp_path, teacher=str(tiny_teacher))
+    output = tmp_path / "speed.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bert2textcnn", "speed", "--ckpt_path", checkpoint, "--min_seconds", "0.01",
+         "--latency_texts", "12", "--output", str(output)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(output.read_text(encoding="utf-8"))
+    for model in ("student", "teacher", "student_onnx"):
+        assert {"texts_per_s_b64", "ms_b1_p50", "ms_b1_p95"} <= set(figures[model])
+        assert figures[model]["texts_per_s_b64"] > 0 and figures[model]["ms_b1_p50"] <= figures[model]["ms_b1_p95"]
+    assert figures["ratio_b64"] == pytest.approx(
+        figures["student"]["texts_per_s_b64"] / figures["teacher"]["texts_per_s_b64"]
+    )
+    assert "student / teacher" in result.stdout
