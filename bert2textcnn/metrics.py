@@ -6,22 +6,34 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torchmetrics import ConfusionMatrix, Metric
+from torchmetrics import CatMetric, ConfusionMatrix, Metric
+from torchmetrics.utilities import dim_zero_cat
 
 
 class ClassificationMetrics(nn.Module):
-    """Accumulates a confusion matrix; every figure we report derives from it exactly."""
+    """Accumulates a confusion matrix, from which every reported figure derives exactly, and the
+    probabilities themselves, for precision–recall curves (both synchronised across processes)."""
 
     def __init__(self, labels: Sequence[str]) -> None:
         super().__init__()
         self.labels = list(labels)
         self.confusion = ConfusionMatrix(task="multiclass", num_classes=len(self.labels))
+        self.probabilities, self.targets = CatMetric(), CatMetric()
 
     def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
         self.confusion.update(logits.argmax(dim=-1), target)
+        self.probabilities.update(logits.detach().float().softmax(dim=-1))
+        self.targets.update(target)
 
     def reset(self) -> None:
-        self.confusion.reset()
+        for metric in (self.confusion, self.probabilities, self.targets):
+            metric.reset()
+
+    def curve_inputs(self, positive_index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(is positive, probability of the positive class) per row, for ``add_pr_curve``."""
+        probabilities = dim_zero_cat(self.probabilities.compute())
+        targets = dim_zero_cat(self.targets.compute())
+        return targets == positive_index, probabilities[:, positive_index]
 
     def compute(self) -> dict[str, torch.Tensor]:
         """accuracy, macro_f1, and precision/recall/f1/support per class (rows are true labels)."""

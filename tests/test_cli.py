@@ -47,11 +47,37 @@ def common(workdir: Path) -> list[str]:
     return (workdir / "common.txt").read_text(encoding="utf-8").splitlines()
 
 
+def tensorboard_events(run_dir: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"tensors": 0, "images": 0})
+    events.Reload()
+    return events
+
+
+def hparams_tab(events) -> tuple[set[str], dict]:
+    """(metric columns, hyper-parameters) of the HParams tab, as the last summaries wrote them."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = events.PluginTagToContent("hparams")
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    session = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    return {m.name.tag for m in experiment.metric_infos}, dict(session.session_start_info.hparams)
+
+
 @pytest.mark.parametrize("scheme", ["student", "teacher", "joint_isolated", "joint_coupled", "multitask"])
 def test_fit_writes_checkpoint_events_and_test_report(workdir, scheme):
     result = run_cli("fit", "--scheme", scheme, *common(workdir), cwd=workdir)
     assert only_checkpoint(workdir, scheme).is_file()
-    assert list((workdir / "runs" / scheme).glob("version_*/events.out.tfevents.*"))
+    events = tensorboard_events(workdir / "runs" / scheme / "version_0")
+    roles = [role for role in ("student", "teacher") if role == scheme or scheme not in ("student", "teacher")]
+    assert {f"val/{role}_pr_curve_spam" for role in roles} <= set(events.Tags()["tensors"])
+    assert {f"val/{role}_confusion_matrix" for role in roles} <= set(events.Tags()["images"])
+    columns, params = hparams_tab(events)
+    assert {f"hp/{role}_macro_f1" for role in roles} <= columns and {f"hp/{role}_macro_f1" for role in roles} <= set(
+        events.Tags()["scalars"]
+    )
+    assert params["scheme"].string_value == scheme and params["alpha"].number_value == 0.5
     assert "Test report" in result.stdout and "macro avg" in result.stdout
     assert "tensorboard --logdir" in result.stdout
 
@@ -171,11 +197,7 @@ def test_multi_teacher_with_a_historical_student_then_compare(workdir, small_dat
 
 
 def scalar_tags(run_dir: Path) -> set[str]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(run_dir))
-    events.Reload()
-    return set(events.Tags()["scalars"])
+    return set(tensorboard_events(run_dir).Tags()["scalars"])
 
 
 def test_offline_learns_an_unlabelled_file_and_augmented_copies(workdir, teacher_checkpoint):

@@ -108,9 +108,8 @@ class DistillationModule(L.LightningModule):
         self.labels, self.vocab, self.max_length = list(labels), vocab, max_length
         self.student = student_from_hparams(len(vocab), len(labels), self.hparams) if self.has_student else None
         self.teacher: Teacher | None = None  # built in configure_model, and only when used
-        roles = [r for r, present in (("student", self.has_student), ("teacher", self.has_teacher)) if present]
         self.metrics = nn.ModuleDict(
-            {f"{stage}_{role}": ClassificationMetrics(self.labels) for stage in ("val", "test") for role in roles}
+            {f"{stage}_{role}": ClassificationMetrics(self.labels) for stage in ("val", "test") for role in self.roles}
         )
         self.positive_index = self._positive_index(positive_label)
         self.compatibility = nn.ModuleDict({s: CompatibilityMetrics(self.positive_index) for s in ("val", "test")})
@@ -122,6 +121,11 @@ class DistillationModule(L.LightningModule):
         if positive_label not in self.labels:
             raise UserError(f"--model.positive_label {positive_label!r} is not one of the labels {self.labels}")
         return self.labels.index(positive_label)
+
+    @property
+    def roles(self) -> list[Role]:
+        """The models this scheme evaluates."""
+        return [r for r, present in (("student", self.has_student), ("teacher", self.has_teacher)) if present]
 
     @property
     def pseudo_label_threshold(self) -> float | None:
@@ -155,6 +159,13 @@ class DistillationModule(L.LightningModule):
     def on_fit_start(self) -> None:
         if self.teacher is not None:
             self.log_tokenizer_fit(self.trainer.datamodule.train_texts())
+
+    def on_train_start(self) -> None:
+        """Hyper-parameters of model and data, with the final metrics as HParams-tab columns."""
+        if isinstance(self.logger, TensorBoardLogger):
+            params = {"scheme": self.name, **self.trainer.datamodule.hparams, **self.hparams}
+            columns = {f"hp/{role}_{name}": float("nan") for role in self.roles for name in ("macro_f1", "recall")}
+            self.logger.log_hyperparams(params, columns)
 
     def log_tokenizer_fit(self, texts: list[str]) -> None:
         """How much of the training text the teacher cannot see: [UNK] rates as cased and lowercased."""
@@ -296,11 +307,17 @@ class DistillationModule(L.LightningModule):
             values = metrics.compute()
             scalars = metrics.scalars(values, f"{stage}/{role}_")
             macro_f1 = f"{stage}/{role}_macro_f1"
-            self.log(macro_f1, scalars.pop(macro_f1), prog_bar=True)
-            self.log_dict(scalars)
+            self.log(macro_f1, scalars[macro_f1], prog_bar=True)
+            self.log_dict({k: v for k, v in scalars.items() if k != macro_f1})
+            if stage == "val":  # the HParams tab's columns, so runs of every scheme line up
+                positive_recall = f"{stage}/{role}_recall_{self.labels[self.positive_index]}"
+                self.log_dict({f"hp/{role}_macro_f1": scalars[macro_f1], f"hp/{role}_recall": scalars[positive_recall]})
             if isinstance(self.logger, TensorBoardLogger) and not self.trainer.sanity_checking:
                 figure = metrics.figure(values, f"{role} · {stage} · epoch {self.current_epoch}")
                 self.logger.experiment.add_figure(f"{stage}/{role}_confusion_matrix", figure, self.global_step)
+                is_positive, score = metrics.curve_inputs(self.positive_index)
+                tag = f"{stage}/{role}_pr_curve_{self.labels[self.positive_index]}"
+                self.logger.experiment.add_pr_curve(tag, is_positive, score, self.global_step)
             metrics.reset()
             results[role] = values
         compatibility = self.compatibility[stage]
