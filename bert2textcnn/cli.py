@@ -37,8 +37,9 @@ def scheme_help() -> str:
         "With no data paths the bundled demo corpus is used. "
         "`python -m bert2textcnn fit --help` lists every option.\n\n"
         "Other commands (each with --help):\n"
-        "  export  the student to ONNX for serving, checked against PyTorch\n"
-        "  speed   student vs teacher throughput and latency on the same texts"
+        "  export     the student to ONNX for serving, checked against PyTorch\n"
+        "  speed      student vs teacher throughput and latency on the same texts\n"
+        "  benchmark  every scheme x seed on one data set, into a report folder (resumable)"
     )
 
 

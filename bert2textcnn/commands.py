@@ -6,6 +6,9 @@ python -m bert2textcnn speed --ckpt_path runs/…/best.ckpt --output speed.json
 
 from __future__ import annotations
 
+from typing import Literal
+
+from bert2textcnn.benchmark import DISTILLED, BenchmarkData, plan, run_all
 from bert2textcnn.data.datamodule import demo_path
 from bert2textcnn.data.records import read_texts
 
@@ -27,7 +30,7 @@ def export(
         texts: Texts for the parity check (CSV/TSV/JSONL/.txt); default: the bundled demo corpus.
         text_column: Text column of that file.
     """
-    from bert2textcnn.export import export_student
+    from bert2textcnn.export import export_student  # needs the `export` extra (onnx, onnxruntime)
 
     figures = export_student(ckpt_path, output, _texts(texts, text_column))
     print(f"Exported to {output}/ (student.onnx, student.json)")
@@ -59,7 +62,7 @@ def speed(
         teacher: Teacher directory when the checkpoint holds none (default: m3e-small).
         output: Also write the figures as JSON to this file.
     """
-    from bert2textcnn.speed import measure, report, write_json
+    from bert2textcnn.speed import measure, report, write_json  # needs the `export` extra
 
     results = measure(ckpt_path, _texts(texts, text_column), threads, batch_size, latency_texts, min_seconds, teacher)
     print(report(results))
@@ -68,4 +71,43 @@ def speed(
         print(f"Figures written to {output}")
 
 
-COMMANDS = {"export": export, "speed": speed}
+def benchmark(
+    data: BenchmarkData | None = None,
+    output: str = "reports/benchmark",
+    schemes: list[str] | Literal["all"] = "all",
+    seeds: int = 3,
+    epochs: int = 2,
+    label_fraction: float | None = None,
+    low_label_epochs: int = 10,
+    low_label_teacher_lr: float = 1e-4,
+    historical_weight: float = 0.3,
+    teacher: str | None = None,
+    speed: bool = True,
+    threads: int = 2,
+) -> None:
+    """Train the teacher, the plain student and every scheme for each seed; write a report folder.
+
+    Resumable: finished runs are kept under OUTPUT/runs/ and skipped when the command runs again.
+
+    Args:
+        data: Training and test files and the options every run shares (``--data.train_path`` …);
+            with no paths, the bundled demo corpus.
+        output: Report folder: results.csv, report.md, figures, runs/.
+        schemes: Distillation schemes to train besides the teacher and the plain student, or all.
+        seeds: Seeds per scheme (0, 1, …).
+        epochs: Epochs of every full-label run.
+        label_fraction: Also run the low-label scenario with this stratified share of the labels
+            (teacher, plain student, offline students over the unlabelled rest).
+        low_label_epochs: Epochs of every low-label run (their labelled set is small).
+        low_label_teacher_lr: Teacher learning rate with few labels (2e-5 under-trains there).
+        historical_weight: Weight of the plain student as ``multi_teacher``'s historical teacher.
+        teacher: Local Hugging Face BERT directory (default: m3e-small).
+        speed: Also time the best student against the teacher (``speed``) and draw speed.png.
+        threads: Threads for the speed measurement.
+    """
+    chosen = DISTILLED if schemes == "all" else list(schemes)
+    runs = plan(chosen, seeds, epochs, label_fraction, low_label_epochs, low_label_teacher_lr, historical_weight)
+    run_all(data or BenchmarkData(), output, runs, teacher, speed, threads)
+
+
+COMMANDS = {"export": export, "speed": speed, "benchmark": benchmark}

@@ -1,0 +1,319 @@
+"""Compare the schemes on one data set — every scheme × seed, scored on the test file — into a
+report folder. Finished runs are skipped on a second call, so an interrupted benchmark resumes.
+
+    python -m bert2textcnn benchmark --data.train_path train.csv --data.test_path dev.csv \\
+        --schemes all --seeds 3 --output reports/sms_spam_zh [--label_fraction 0.05]
+
+The teacher is fine-tuned once and reused by every seed (`offline` reads it through its logits
+cache). Each seed trains the plain `student`: the baseline, and the "production" model that
+`multi_teacher` learns from and every student is compared with (coverage, negative flip rate).
+Every run trains for the same epochs and is scored after its last one — no checkpoint selection,
+so the test file is read once, after training. ``--label_fraction`` adds a low-label scenario: a
+teacher and a plain student on that stratified share of the labels, and `offline` students that
+also learn the rest of the training file as unlabelled text (soft targets; hard pseudo-labels).
+
+The folder gets ``results.csv`` (a row per run), ``report.md`` (mean ± std per run name, and the
+share of the plain → teacher gap each closes), ``macro_f1.png``, ``pr_curves.png``, ``speed.png``
+and ``runs/`` (each run's metrics, test-set probabilities and checkpoint).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from bert2textcnn.checkpoint import project_record
+from bert2textcnn.data.datamodule import TextDataModule, demo_path
+from bert2textcnn.data.records import Record, read_records
+from bert2textcnn.errors import UserError
+from bert2textcnn.io import atomic_write, atomic_write_text
+from bert2textcnn.metrics import ClassificationMetrics, CompatibilityMetrics
+from bert2textcnn.predictor import StudentPredictor
+from bert2textcnn.schemes import SCHEMES
+from bert2textcnn.schemes.base import DistillationModule
+
+DISTILLED = ["offline", "joint_isolated", "joint_coupled", "multitask", "multi_teacher"]
+
+
+@dataclass
+class BenchmarkData:
+    """Data options every run shares (as ``--data.*`` in ``fit``)."""
+
+    train_path: str | None = None  # default: the bundled demo corpus
+    test_path: str | None = None  # default: the bundled demo corpus
+    text_column: str = "text"
+    label_column: str = "label"
+    tokenizer: str = "char"
+    max_length: int = 128
+    batch_size: int = 32
+
+
+@dataclass
+class Run:
+    """One training run: a row of results.csv."""
+
+    name: str  # the report's row, e.g. "offline" or "offline · 5% + pool (hard)"
+    scheme: str
+    seed: int
+    data: dict[str, Any] = field(default_factory=dict)  # data-module options beyond the shared ones
+    hparams: dict[str, Any] = field(default_factory=dict)
+    teacher_run: str | None = None  # key of the run whose fine-tuned teacher `offline` distils
+    plain_run: str | None = None  # key of the plain student this run is compared with
+    epochs: int = 2
+
+    @property
+    def key(self) -> str:
+        return "".join(c if c.isalnum() else "_" for c in self.name) + f"-seed{self.seed}"
+
+    @property
+    def label_fraction(self) -> float:
+        return self.data.get("label_fraction", 1.0)
+
+
+def plan(
+    schemes: Sequence[str],
+    seeds: int,
+    epochs: int,
+    label_fraction: float | None = None,
+    low_label_epochs: int = 10,
+    low_label_teacher_lr: float = 1e-4,
+    historical_weight: float = 0.3,
+) -> list[Run]:
+    """Every run, each after the runs it builds on."""
+    if unknown := sorted(set(schemes) - set(DISTILLED)):
+        raise UserError(f"--schemes: unknown {unknown}; choose from {DISTILLED}, or all")
+    teacher = Run("teacher", "teacher", 0, epochs=epochs)
+    runs = [teacher]
+    for seed in range(seeds):
+        plain = Run("student", "student", seed, epochs=epochs)
+        runs.append(plain)
+        for scheme in schemes:
+            hparams = {"historical_weights": [historical_weight]} if scheme == "multi_teacher" else {}
+            teacher_run = teacher.key if scheme == "offline" else None
+            runs.append(Run(scheme, scheme, seed, {}, hparams, teacher_run, plain.key, epochs))
+    if label_fraction is not None:
+        share = f"{label_fraction:.0%}"
+        for seed in range(seeds):
+            low = {"label_fraction": label_fraction, "sample_seed": seed}
+            low_teacher = Run(
+                f"teacher · {share}",
+                "teacher",
+                seed,
+                low,
+                {"teacher_lr": low_label_teacher_lr},
+                epochs=low_label_epochs,
+            )
+            low_plain = Run(f"student · {share}", "student", seed, low, epochs=low_label_epochs)
+            runs += [low_teacher, low_plain]
+            for target in ("soft", "hard"):
+                name = f"offline · {share} + pool" + (" (hard)" if target == "hard" else "")
+                hparams = {"unlabeled_target": target}
+                runs.append(Run(name, "offline", seed, low, hparams, low_teacher.key, low_plain.key, low_label_epochs))
+    return runs
+
+
+def train(run: Run, data: BenchmarkData, teacher: str | None, folder: Path, done: dict) -> dict[str, Any]:
+    """Fit one run, save its checkpoint, and keep its models' probabilities on the test file."""
+    L.seed_everything(run.seed, verbose=False)
+    scheme = SCHEMES[run.scheme]
+    shared = {k: v for k, v in asdict(data).items() if k != "test_path"}
+    # The test file doubles as a validation file that is never evaluated (limit_val_batches=0).
+    datamodule = TextDataModule(**shared, val_path=data.test_path, learn_from_unlabeled=scheme.distils, **run.data)
+    hparams = {"teacher": teacher, **run.hparams}
+    if run.teacher_run:
+        hparams |= {"teacher_checkpoint": done[run.teacher_run]["checkpoint"], "cache_dir": str(folder / "cache")}
+    if run.scheme == "multi_teacher":
+        hparams["historical"] = [done[run.plain_run]["checkpoint"]]
+    model = scheme(labels=datamodule.labels, vocab=datamodule.vocab, max_length=datamodule.max_length, **hparams)
+    trainer = L.Trainer(
+        max_epochs=run.epochs,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        default_root_dir=folder / "lightning",
+    )
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=datamodule)
+    seconds = time.perf_counter() - start
+    checkpoint = folder / "runs" / f"{run.key}.ckpt"
+    atomic_write(checkpoint, lambda tmp: trainer.save_checkpoint(tmp))
+    texts = [r.text for r in read_records(data.test_path, data.text_column, data.label_column)]
+    return {
+        "run": asdict(run),
+        "checkpoint": str(checkpoint),
+        "train_seconds": seconds,
+        "epochs": trainer.current_epoch,
+        "probabilities": test_probabilities(model, texts),
+    }
+
+
+@torch.inference_mode()
+def test_probabilities(model: DistillationModule, texts: list[str], batch_size: int = 64) -> dict[str, list]:
+    """Each trained model's class probabilities on the test texts, in file order."""
+    probabilities: dict[str, list] = {}
+    if model.student is not None:
+        student = StudentPredictor(model.student, model.vocab, model.labels, model.max_length)
+        probabilities["student"] = student.probabilities(texts).tolist()
+    if model.teacher is not None:
+        model.teacher.eval()
+        chunks = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
+        probabilities["teacher"] = torch.cat(
+            [model.teacher(**model.teacher.encode(chunk)).logits.softmax(-1) for chunk in chunks]
+        ).tolist()
+    return probabilities
+
+
+def score(record: dict[str, Any], labels: list[str], targets: torch.Tensor, positive: int, done: dict) -> dict:
+    """One row of results.csv: the run's own model (the student; the teacher of a teacher run)
+    in full, the teacher's macro-F1 beside it, and coverage / NFR against the plain student."""
+    run = Run(**record["run"])
+    row: dict[str, Any] = {
+        "name": run.name,
+        "scheme": run.scheme,
+        "seed": run.seed,
+        "label_fraction": run.label_fraction,
+    }
+    for role, probs in record["probabilities"].items():
+        metrics = ClassificationMetrics(labels)
+        metrics.update(torch.tensor(probs).log(), targets)
+        values = metrics.scalars(metrics.compute(), "")
+        if role == main_role(record):
+            row |= values
+        else:
+            row[f"{role}_macro_f1"] = values["macro_f1"]
+    if run.plain_run:
+        compatibility = CompatibilityMetrics(positive)
+        old = torch.tensor(done[run.plain_run]["probabilities"]["student"]).log()
+        compatibility.update(torch.tensor(record["probabilities"]["student"]).log(), old, targets)
+        row |= {k: v.item() for k, v in compatibility.compute().items()}
+    return row | {"train_seconds": record["train_seconds"], "epochs": record["epochs"]}
+
+
+def main_role(record: dict[str, Any]) -> str:
+    return "student" if "student" in record["probabilities"] else "teacher"
+
+
+def run_all(data: BenchmarkData, output: str, runs: list[Run], teacher: str | None, speed: bool, threads: int) -> Path:
+    """Train every run not finished earlier, then write the report folder."""
+    if data.train_path is None and data.test_path is None:
+        data.train_path, data.test_path = demo_path("train"), demo_path("test")
+    if not data.train_path or not data.test_path:
+        raise UserError("benchmark needs --data.train_path and --data.test_path (or neither: the demo corpus)")
+    test = read_records(data.test_path, data.text_column, data.label_column)  # a bad file stops us before training
+    folder = Path(output)
+    done: dict[str, dict[str, Any]] = {}
+    for number, run in enumerate(runs, start=1):
+        path = folder / "runs" / f"{run.key}.json"
+        where = f"[{number}/{len(runs)}] {run.name} · seed {run.seed}"
+        if path.is_file():
+            record = json.loads(path.read_text(encoding="utf-8"))
+            if Path(record["checkpoint"]).is_file():
+                done[run.key] = record
+                print(f"{where}: finished earlier, skipped", flush=True)
+                continue
+        print(f"{where}: training …", flush=True)
+        done[run.key] = train(run, data, teacher, folder, done)
+        atomic_write_text(path, json.dumps(done[run.key]))
+        print(f"{where}: done in {done[run.key]['train_seconds']:.0f} s", flush=True)
+    write_report(folder, runs, done, test, speed, threads, teacher)
+    return folder
+
+
+def write_report(
+    folder: Path, runs: list[Run], done: dict, test: list[Record], speed: bool, threads: int, teacher: str | None
+) -> None:
+    labels = list(project_record(done[runs[0].key]["checkpoint"])["labels"])
+    targets = torch.tensor([labels.index(r.label) for r in test])
+    positive = labels.index("spam") if "spam" in labels else len(labels) - 1
+    rows = [score(done[run.key], labels, targets, positive, done) for run in runs]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, list(dict.fromkeys(key for row in rows for key in row)))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(folder / "results.csv", buffer.getvalue())
+    best = best_distilled(rows)
+    speed_figures = None
+    if speed:
+        from bert2textcnn.speed import measure
+
+        checkpoint = done[next(r.key for r in runs if r.name == (best or "student") and r.seed == 0)]["checkpoint"]
+        speed_figures = measure(checkpoint, [r.text for r in test], threads, min_seconds=1.0, teacher_dir=teacher)
+        atomic_write_text(folder / "speed.json", json.dumps(speed_figures, indent=2))
+    atomic_write_text(folder / "report.md", report(rows, labels[positive], speed_figures))
+    from bert2textcnn.benchmark_figures import draw_all
+
+    draw_all(folder, rows, runs, done, targets, positive, best, labels[positive], speed_figures)
+    print(f"\n{(folder / 'report.md').read_text(encoding='utf-8')}\nWritten to {folder}/")
+
+
+def best_distilled(rows: list[dict[str, Any]]) -> str | None:
+    """The full-label distilled run name with the best mean macro-F1."""
+    names = {row["name"] for row in rows if row["scheme"] in DISTILLED and row["label_fraction"] == 1}
+    return max(sorted(names), key=lambda n: mean(rows, n, "macro_f1"), default=None)
+
+
+def mean(rows: list[dict[str, Any]], name: str, column: str) -> float:
+    return statistics.fmean(row[column] for row in rows if row["name"] == name)
+
+
+def cell(rows: list[dict[str, Any]], name: str, column: str) -> str:
+    values = [row[column] for row in rows if row["name"] == name and column in row and row[column] == row[column]]
+    if not values:
+        return "—"
+    average = statistics.fmean(values)
+    return f"{average:.3f}" if len(values) == 1 else f"{average:.3f} ± {statistics.stdev(values):.3f}"
+
+
+def report(rows: list[dict[str, Any]], positive: str, speed: dict[str, Any] | None) -> str:
+    columns = ["macro_f1", f"precision_{positive}", f"recall_{positive}", "teacher_macro_f1", "coverage",
+               "negative_flip_rate", "train_seconds"]  # fmt: skip
+    header = ["run", "seeds", "macro-F1", f"{positive} P", f"{positive} R", "teacher macro-F1", "coverage", "NFR",
+              "train s", "gap closed"]  # fmt: skip
+    lines = [
+        "# Benchmark",
+        "",
+        "Each run scored on the test file after its last epoch; mean ± std over seeds. The teacher row is "
+        "the fine-tuned BERT; every other row is a TextCNN student. coverage / NFR: against the plain "
+        "student of the same seed. gap closed = (student − plain) / (teacher − plain), on macro-F1.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for name in dict.fromkeys(row["name"] for row in rows):
+        group = next(row for row in rows if row["name"] == name)
+        suffix = name.split(" · ", 1)[1].split(" ", 1)[0] if " · " in name else ""
+        plain, teacher = ("student", "teacher") if not suffix else (f"student · {suffix}", f"teacher · {suffix}")
+        gap = "—"
+        if group["scheme"] != "teacher" and any(r["name"] == teacher for r in rows):
+            spread = mean(rows, teacher, "macro_f1") - mean(rows, plain, "macro_f1")
+            gap = f"{(mean(rows, name, 'macro_f1') - mean(rows, plain, 'macro_f1')) / spread:.2f}" if spread else "—"
+        seeds = sum(row["name"] == name for row in rows)
+        lines.append("| " + " | ".join([name, str(seeds), *(cell(rows, name, c) for c in columns), gap]) + " |")
+    if speed:
+        setup = speed["setup"]
+        lines += [
+            "",
+            f"## Speed ({setup['texts']} test texts, batch {setup['batch_size']}, {setup['threads']} threads)",
+            "",
+            "| model | texts/s, batch 64 | ms, batch 1 (p50) | ms, batch 1 (p95) |",
+            "|---|---|---|---|",
+        ]
+        for model in ("student", "student_onnx", "teacher"):
+            row = speed[model]
+            lines.append(
+                f"| {model} | {row['texts_per_s_b64']:,.0f} | {row['ms_b1_p50']:.3f} | {row['ms_b1_p95']:.3f} |"
+            )
+        lines += ["", f"Student / teacher: {speed['ratio_b64']:.0f}× at batch 64, {speed['ratio_b1']:.0f}× at batch 1."]
+    return "\n".join(lines) + "\n"

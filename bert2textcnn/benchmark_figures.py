@@ -1,0 +1,94 @@
+"""The benchmark's pictures: macro-F1 per run with the seeds' spread, positive-class
+precision–recall curves of the teacher, the plain student and the best distilled student, and
+student vs teacher throughput."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torchmetrics.functional.classification import binary_precision_recall_curve
+
+from bert2textcnn.io import atomic_write
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path: Path) -> None:
+    figure.tight_layout()
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110))
+    _pyplot().close(figure)
+
+
+def draw_all(
+    folder: Path,
+    rows: list[dict[str, Any]],
+    runs: list,
+    done: dict[str, dict[str, Any]],
+    targets: torch.Tensor,
+    positive: int,
+    best: str | None,
+    positive_label: str,
+    speed: dict[str, Any] | None,
+) -> None:
+    macro_f1(folder / "macro_f1.png", rows)
+    curves = {"teacher (BERT)": ("teacher", "teacher"), "plain student": ("student", "student")}
+    if best:
+        curves[f"best student: {best}"] = (best, "student")
+    seed0 = {run.name: done[run.key] for run in runs if run.seed == 0}
+    probabilities = {label: seed0[name]["probabilities"][role] for label, (name, role) in curves.items()}
+    pr_curves(folder / "pr_curves.png", probabilities, targets, positive, positive_label)
+    if speed:
+        throughput(folder / "speed.png", speed)
+
+
+def macro_f1(path: Path, rows: list[dict[str, Any]]) -> None:
+    plt = _pyplot()
+    names = list(dict.fromkeys(row["name"] for row in rows))
+    figure, axes = plt.subplots(figsize=(7, 0.45 * len(names) + 1.2))
+    for y, name in enumerate(names):
+        values = [row["macro_f1"] for row in rows if row["name"] == name]
+        axes.scatter(values, [y] * len(values), color="tab:blue", alpha=0.6, s=18)
+        axes.scatter([sum(values) / len(values)], [y], color="black", marker="|", s=250)
+    axes.set_yticks(range(len(names)), names)
+    axes.invert_yaxis()
+    axes.set_xlabel("macro-F1 on the test file (dots: seeds; bar: mean)")
+    axes.grid(axis="x", alpha=0.3)
+    _save(figure, path)
+
+
+def pr_curves(
+    path: Path, probabilities: dict[str, list], targets: torch.Tensor, positive: int, positive_label: str
+) -> None:
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(5.5, 4.5))
+    for label, probs in probabilities.items():
+        precision, recall, _ = binary_precision_recall_curve(torch.tensor(probs)[:, positive], targets == positive)
+        axes.plot(recall.numpy(), precision.numpy(), label=label)
+    axes.set_xlabel(f"{positive_label} recall")
+    axes.set_ylabel(f"{positive_label} precision")
+    axes.set_title(f"Precision–recall for {positive_label!r} (seed 0)")
+    axes.legend(loc="lower left")
+    axes.grid(alpha=0.3)
+    _save(figure, path)
+
+
+def throughput(path: Path, speed: dict[str, Any]) -> None:
+    plt = _pyplot()
+    models = ["student", "student_onnx", "teacher"]
+    values = [speed[m]["texts_per_s_b64"] for m in models]
+    figure, axes = plt.subplots(figsize=(5.5, 3))
+    bars = axes.barh(models, values, color=["tab:blue", "tab:cyan", "tab:orange"])
+    axes.bar_label(bars, [f"{v:,.0f}/s" for v in values], padding=3)
+    axes.set_xscale("log")
+    axes.set_xlabel(f"texts per second, raw text in, batch {speed['setup']['batch_size']} (log scale)")
+    axes.invert_yaxis()
+    _save(figure, path)

@@ -1,0 +1,69 @@
+"""The benchmark command on the demo corpus: every file it promises, and a resumed run that
+trains only what is new."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def benchmark(output: Path, teacher: Path, schemes: str) -> str:
+    args = ["benchmark", "--output", str(output), "--schemes", schemes, "--seeds", "1", "--epochs", "1",
+            "--teacher", str(teacher), "--data.max_length", "48"]  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "bert2textcnn", *args], capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def report(tiny_teacher, tmp_path_factory) -> tuple[Path, str]:
+    output = tmp_path_factory.mktemp("bench") / "report"
+    first = benchmark(output, tiny_teacher, "[offline]")
+    assert first.count("training …") == 3  # teacher, plain student, offline
+    return output, benchmark(output, tiny_teacher, "[offline, multi_teacher]")
+
+
+def test_benchmark_writes_every_file(report):
+    output, _ = report
+    for name in ("results.csv", "report.md", "macro_f1.png", "pr_curves.png", "speed.png", "speed.json"):
+        assert (output / name).is_file() and (output / name).stat().st_size > 0, name
+    with open(output / "results.csv", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    assert [row["name"] for row in rows] == ["teacher", "student", "offline", "multi_teacher"]
+    assert {"macro_f1", "precision_spam", "recall_spam", "coverage", "negative_flip_rate", "train_seconds"} <= set(
+        rows[0]
+    )
+    assert 0 <= float(rows[2]["macro_f1"]) <= 1 and rows[3]["teacher_macro_f1"]
+    text = (output / "report.md").read_text(encoding="utf-8")
+    assert "| offline | 1 |" in text and "gap closed" in text and "## Speed" in text
+
+
+def test_second_call_trains_only_new_runs(report):
+    _, second = report
+    assert second.count("finished earlier, skipped") == 3
+    assert second.count("training …") == 1 and "multi_teacher · seed 0: training …" in second
+
+
+def test_compare_schemes_notebook_runs_on_the_report(report):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    output, _ = report
+    notebook = nbformat.read(REPO / "notebooks" / "compare_schemes.ipynb", as_version=4)
+    os.environ["BENCHMARK_DIR"] = str(output)
+    try:
+        nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
+    finally:
+        del os.environ["BENCHMARK_DIR"]
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2
