@@ -11,6 +11,7 @@ from the teacher alone, through the soft target or a hard pseudo-label.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -50,37 +51,39 @@ def pseudo_labels(teacher_probs: torch.Tensor, threshold: float) -> torch.Tensor
     return torch.where(confidence >= threshold, label, torch.full_like(label, UNLABELED))
 
 
-def student_loss(
-    student_logits: torch.Tensor,
-    teacher_logits: torch.Tensor,
-    labels: torch.Tensor,
-    alpha: float,
-    temperature: float,
-    pseudo_label_threshold: float | None = None,
-) -> dict[str, torch.Tensor]:
-    """The student's loss against one teacher; see ``student_objective``.
+@dataclass(frozen=True)
+class StudentTargets:
+    """How the student's per-row targets are formed (the ``--model.*`` options of the same names)."""
 
-    ``pseudo_label_threshold`` None: unlabelled rows learn the soft target. A number: they learn
-    the teacher's hard label where its probability (at T = 1) reaches the threshold.
-    """
-    target = F.softmax(teacher_logits / temperature, dim=-1)
+    alpha: float = 0.5  # weight of KD against CE on labelled rows
+    temperature: float = 2.0
+    pseudo_label_threshold: float | None = None  # None: soft targets on unlabelled rows; else hard ones
+    trust_labels: bool = False  # labelled rows where the teacher's top class is wrong learn CE alone
+
+
+def student_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, targets: StudentTargets
+) -> dict[str, torch.Tensor]:
+    """The student's loss against one teacher; see ``student_objective``. Pseudo-labels are the
+    teacher's argmax where its probability at T = 1 reaches the threshold."""
+    soft_target = F.softmax(teacher_logits / targets.temperature, dim=-1)
     pseudo = None
-    if pseudo_label_threshold is not None:
-        pseudo = pseudo_labels(F.softmax(teacher_logits, dim=-1), pseudo_label_threshold)
-    return student_objective(student_logits, target, labels, alpha, temperature, pseudo)
+    if targets.pseudo_label_threshold is not None:
+        pseudo = pseudo_labels(F.softmax(teacher_logits, dim=-1), targets.pseudo_label_threshold)
+    return student_objective(student_logits, soft_target, labels, targets, pseudo)
 
 
 def student_objective(
     student_logits: torch.Tensor,
     soft_target: torch.Tensor,
     labels: torch.Tensor,
-    alpha: float,
-    temperature: float,
+    targets: StudentTargets,
     pseudo: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Per-row loss, averaged over the rows that have a target:
 
-    - labelled row:                 α·KD + (1 − α)·CE(s, y)
+    - labelled row:                 α·KD + (1 − α)·CE(s, y); with ``trust_labels``, CE(s, y) alone
+                                    where the soft target's top class is not y
     - unlabelled row, soft target:  KD
     - unlabelled row, hard target:  CE(s, ŷ) with ŷ = ``pseudo``; no term where ŷ is ``UNLABELED``
 
@@ -88,6 +91,7 @@ def student_objective(
     every row labelled this is the familiar α·KD + (1 − α)·CE. Each part is also returned as the
     mean over its own rows (when the batch has any), for the logs.
     """
+    alpha, temperature = targets.alpha, targets.temperature
     labelled = labels != UNLABELED
     unlabelled = ~labelled
     kd = kd_per_row(student_logits, soft_target, temperature)
@@ -108,7 +112,14 @@ def student_objective(
         terms["loss_ce_student"] = ce[labelled].mean()
     if pseudo is None and unlabelled.any():
         terms["loss_kd_unlabeled"] = kd[unlabelled].mean()
-    per_row = torch.where(labelled, alpha * kd + (1 - alpha) * ce, unlabelled_loss)
+    kd_weight = torch.full_like(kd, alpha)
+    if targets.trust_labels:
+        teacher_wrong = labelled & (soft_target.argmax(dim=-1) != labels)
+        kd_weight = kd_weight.masked_fill(teacher_wrong, 0.0)
+        if labelled.any():
+            terms["teacher_disagrees"] = teacher_wrong[labelled].float().mean()
+    labelled_loss = kd_weight * kd + (1 - kd_weight) * ce
+    per_row = torch.where(labelled, labelled_loss, unlabelled_loss)
     terms["loss_student"] = (per_row * counted).sum() / counted.sum().clamp(min=1)
     return terms
 

@@ -17,7 +17,7 @@ from bert2textcnn.data.records import Record
 from bert2textcnn.data.transfer import MixedBatchOrder, keep_label_fraction
 from bert2textcnn.data.vocab import MASK, Vocab
 from bert2textcnn.errors import UserError
-from bert2textcnn.losses import UNLABELED, kd_per_row, labelled_ce, student_loss
+from bert2textcnn.losses import UNLABELED, StudentTargets, kd_per_row, labelled_ce, student_loss
 from bert2textcnn.models.teacher import Teacher
 from bert2textcnn.schemes import SCHEMES
 from bert2textcnn.schemes import offline as offline_module
@@ -47,7 +47,7 @@ def test_soft_target_on_a_mixed_batch_matches_hand_computation():
     for s, t, y in zip(S.tolist(), T.tolist(), Y.tolist(), strict=True):
         kd = kd_by_hand(s, t, temperature)
         per_row.append(kd if y == UNLABELED else alpha * kd + (1 - alpha) * ce_by_hand(s, y))
-    terms = student_loss(S, T, Y, alpha, temperature)
+    terms = student_loss(S, T, Y, StudentTargets(alpha, temperature))
     assert math.isclose(terms["loss_student"].item(), sum(per_row) / 4, rel_tol=1e-5)
     assert math.isclose(
         terms["loss_ce_student"].item(), (ce_by_hand(S[0].tolist(), 0) + ce_by_hand(S[2].tolist(), 1)) / 2, rel_tol=1e-5
@@ -58,7 +58,7 @@ def test_soft_target_on_a_mixed_batch_matches_hand_computation():
 def test_unlabelled_rows_never_get_a_ce_term():
     """With α = 0 a labelled row learns CE alone and an unlabelled row the KD term alone."""
     logits = S.clone().requires_grad_()
-    student_loss(logits, T, Y, alpha=0.0, temperature=2.0)["loss_student"].backward()
+    student_loss(logits, T, Y, StudentTargets(alpha=0.0, temperature=2.0))["loss_student"].backward()
     by_row = S.clone().requires_grad_()
     kd_row_1 = kd_per_row(by_row, F.softmax(T / 2, -1), 2.0)[1]
     ce_row_0 = F.cross_entropy(by_row[[0]], Y[[0]])
@@ -77,7 +77,7 @@ def test_hard_pseudo_labels_skip_unconfident_rows():
         for i in (0, 2)
     ]
     pseudo = ce_by_hand(S[1].tolist(), 1)  # the teacher's argmax for row 1
-    terms = student_loss(S, teacher, Y, alpha, temperature, pseudo_label_threshold=threshold)
+    terms = student_loss(S, teacher, Y, StudentTargets(alpha, temperature, pseudo_label_threshold=threshold))
     assert math.isclose(terms["loss_student"].item(), (sum(labelled) + pseudo) / 3, rel_tol=1e-5)
     assert terms["pseudo_label_kept"].item() == 0.5
     assert math.isclose(terms["loss_ce_pseudo"].item(), pseudo, rel_tol=1e-5)

@@ -19,6 +19,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from bert2textcnn.checkpoint import RECORD_KEY
 from bert2textcnn.errors import UserError
 from bert2textcnn.historical import HistoricalModel, load_historical
+from bert2textcnn.losses import StudentTargets
 from bert2textcnn.metrics import ClassificationMetrics, CompatibilityMetrics
 from bert2textcnn.models.teacher import Teacher
 from bert2textcnn.models.textcnn import student_from_hparams
@@ -47,6 +48,7 @@ class DistillationModule(L.LightningModule):
         temperature: float = 2.0,
         unlabeled_target: Literal["soft", "hard"] = "soft",
         pseudo_label_threshold: float = 0.0,
+        trust_labels: bool = False,
         teacher: str | None = None,
         teacher_lowercase: bool | None = None,
         embedding_dim: int = 128,
@@ -73,6 +75,8 @@ class DistillationModule(L.LightningModule):
                 ``hard``, CE with the teacher's argmax class as a pseudo-label.
             pseudo_label_threshold: With ``hard`` targets, skip unlabelled rows whose teacher
                 probability (at T = 1) is below this; 0 keeps every row.
+            trust_labels: On a labelled row whose label the teacher gets wrong, learn the label
+                alone (CE) instead of α·KD + (1−α)·CE, so the teacher's mistakes are not distilled.
             teacher: Local Hugging Face BERT directory; default: the bundled m3e-small.
             teacher_lowercase: Lowercase text for the teacher's tokenizer. Default: on when
                 its vocabulary knows only lowercase Latin letters (true of m3e-small).
@@ -128,9 +132,14 @@ class DistillationModule(L.LightningModule):
         return [r for r, present in (("student", self.has_student), ("teacher", self.has_teacher)) if present]
 
     @property
-    def pseudo_label_threshold(self) -> float | None:
-        """None: unlabelled rows learn the soft target; else the confidence a hard pseudo-label needs."""
-        return self.hparams.pseudo_label_threshold if self.hparams.unlabeled_target == "hard" else None
+    def student_targets(self) -> StudentTargets:
+        hard = self.hparams.unlabeled_target == "hard"
+        return StudentTargets(
+            self.hparams.alpha,
+            self.hparams.temperature,
+            self.hparams.pseudo_label_threshold if hard else None,
+            self.hparams.trust_labels,
+        )
 
     def reference_source(self) -> str | None:
         """The old model the student is compared with (``--model.compare_to``)."""

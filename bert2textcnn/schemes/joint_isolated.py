@@ -45,14 +45,7 @@ class JointIsolatedScheme(DistillationModule):
         self, student_logits: torch.Tensor, detached_teacher_logits: torch.Tensor, batch: dict[str, Any]
     ) -> dict[str, torch.Tensor]:
         """The student's loss, ``loss_student``: α·KD + (1−α)·CE against the detached teacher."""
-        return student_loss(
-            student_logits,
-            detached_teacher_logits,
-            batch["label"],
-            self.hparams.alpha,
-            self.hparams.temperature,
-            self.pseudo_label_threshold,
-        )
+        return student_loss(student_logits, detached_teacher_logits, batch["label"], self.student_targets)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         terms = self.loss_terms(batch)

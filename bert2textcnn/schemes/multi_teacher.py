@@ -121,18 +121,19 @@ class MultiTeacherScheme(JointIsolatedScheme):
     def student_loss_terms(
         self, student_logits: torch.Tensor, detached_teacher_logits: torch.Tensor, batch: dict[str, Any]
     ) -> dict[str, torch.Tensor]:
-        temperature, alpha = self.hparams.temperature, self.hparams.alpha
+        targets = self.student_targets
         every_row = torch.ones_like(batch["label"], dtype=torch.bool)
         logits = [detached_teacher_logits, *batch["historical_logits"]]
         masks = [every_row, *batch["historical_masks"]]
         target = mixed_soft_target(logits, self.teacher_weights, self.teacher_temperatures, masks)
         pseudo = None
-        if (threshold := self.pseudo_label_threshold) is not None:
+        if targets.pseudo_label_threshold is not None:
             unsoftened = mixed_soft_target(logits, self.teacher_weights, [1.0] * len(logits), masks)
-            pseudo = pseudo_labels(unsoftened, threshold)
-        terms = student_objective(student_logits, target, batch["label"], alpha, temperature, pseudo)
+            pseudo = pseudo_labels(unsoftened, targets.pseudo_label_threshold)
+        terms = student_objective(student_logits, target, batch["label"], targets, pseudo)
         with torch.no_grad():  # each teacher's own KD term, for the logs only
             for k, (teacher_logits, mask, t_k) in enumerate(zip(logits, masks, self.teacher_temperatures, strict=True)):
                 name = "loss_kd_bert" if k == 0 else f"loss_kd_historical_{k}"
-                terms[name] = kd_to_distribution(student_logits, F.softmax(teacher_logits / t_k, -1), temperature, mask)
+                soft = F.softmax(teacher_logits / t_k, -1)
+                terms[name] = kd_to_distribution(student_logits, soft, targets.temperature, mask)
         return terms

@@ -53,14 +53,7 @@ class OfflineScheme(DistillationModule):
 
     def loss_terms(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         teacher_logits = self.cached_logits[batch["index"]]
-        terms = student_loss(
-            self.student_logits(batch),
-            teacher_logits,
-            batch["label"],
-            self.hparams.alpha,
-            self.hparams.temperature,
-            self.pseudo_label_threshold,
-        )
+        terms = student_loss(self.student_logits(batch), teacher_logits, batch["label"], self.student_targets)
         return {**terms, "loss": terms["loss_student"]}
 
 
