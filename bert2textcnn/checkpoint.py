@@ -7,6 +7,8 @@ maximum length. Checkpoints are read with ``weights_only=True``, so loading one 
 
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise UserError(f"{path}: checkpoint not found")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        raise UserError(
+            f"{path}: refused — it holds pickled Python objects{f' ({found[1]})' if found else ''}, and loading "
+            "them could run code from the file. bert2textcnn reads checkpoints of tensors and plain types only."
+        ) from None
     except Exception as err:  # torch raises several types for truncated or foreign files
         raise UserError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from None
     if not isinstance(checkpoint, dict) or RECORD_KEY not in checkpoint:

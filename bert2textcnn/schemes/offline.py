@@ -98,8 +98,10 @@ def teacher_logits_cache(
         raise UserError(f"{checkpoint}: teacher checkpoint not found")
     path = cache_dir / f"teacher_logits_{fingerprint(texts, checkpoint, max_length)}.pt"
     if path.is_file():
-        log.info("Reusing cached teacher logits %s", path)
-        return torch.load(path, map_location="cpu", weights_only=True)
+        cached = _read_cache(path, (len(texts), len(labels)))
+        if cached is not None:
+            log.info("Reusing cached teacher logits %s", path)
+            return cached
     log.info("Computing teacher logits over %d training texts (cached to %s)", len(texts), path)
     teacher = load_trained_teacher(checkpoint, labels, max_length)
     with torch.inference_mode():
@@ -107,4 +109,18 @@ def teacher_logits_cache(
             [teacher(**teacher.encode(texts[i : i + batch_size])).logits for i in range(0, len(texts), batch_size)]
         )
     atomic_write(path, lambda tmp: torch.save(logits, tmp))
+    return logits
+
+
+def _read_cache(path: Path, shape: tuple[int, int]) -> torch.Tensor | None:
+    """The cached logits, or None (with a warning) when the file is unreadable, holds anything but
+    a tensor (it is never unpickled beyond tensors), or has the wrong shape: it is then rebuilt."""
+    try:
+        logits = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, corrupt or planted files all end here
+        log.warning("Cached teacher logits %s are unreadable (%s); recomputing them", path, type(err).__name__)
+        return None
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != shape:
+        log.warning("Cached teacher logits %s do not match the data (expected shape %s); recomputing them", path, shape)
+        return None
     return logits
