@@ -219,9 +219,22 @@ class DistillationModule(L.LightningModule):
         raise NotImplementedError
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        terms = self.loss_terms(batch)
+        terms = self.checked(self.loss_terms(batch), batch_idx)
         self.log_terms(terms, batch_size=len(batch["text"]))
         return terms["loss"]
+
+    def checked(self, terms: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        """Stop before a non-finite loss reaches any optimizer, naming where it appeared."""
+        if bool(torch.stack([value.detach().float() for value in terms.values()]).isfinite().all()):
+            return terms
+        bad = ", ".join(f"{name} = {value.item()}" for name, value in terms.items() if not value.isfinite())
+        callback = self.trainer.checkpoint_callback
+        last = callback.last_model_path if callback is not None else ""
+        raise UserError(
+            f"non-finite loss at epoch {self.current_epoch}, batch {batch_idx} (global step {self.global_step}): "
+            f"{bad}. Training stopped before this update; the last checkpoint ({last or 'none saved yet'}) "
+            "is intact. Lower the learning rates, check the data, or resume from that checkpoint."
+        )
 
     def log_terms(self, terms: dict[str, torch.Tensor], batch_size: int) -> None:
         self.log_dict(
