@@ -39,7 +39,8 @@ def scheme_help() -> str:
         "Other commands (each with --help):\n"
         "  export     the student to ONNX for serving, checked against PyTorch\n"
         "  speed      student vs teacher throughput and latency on the same texts\n"
-        "  benchmark  every scheme x seed on one data set, into a report folder (resumable)"
+        "  benchmark  every scheme x seed on one data set, into a report folder (resumable)\n"
+        "  check-data every data check on your files, without training"
     )
 
 
@@ -170,7 +171,7 @@ def main(args: list[str] | None = None) -> None:
     argv = sys.argv[1:] if args is None else args
     try:
         if argv and argv[0] in COMMANDS:
-            jsonargparse.CLI(list(COMMANDS.values()), args=argv, as_positional=False, prog="python -m bert2textcnn")
+            jsonargparse.CLI(COMMANDS, args=argv, as_positional=False, prog="python -m bert2textcnn")
         else:
             DistillCLI(resolve_scheme(argv), args=args)
     except UserError as err:

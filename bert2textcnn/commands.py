@@ -6,11 +6,15 @@ python -m bert2textcnn speed --ckpt_path runs/…/best.ckpt --output speed.json
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from bert2textcnn.benchmark import DISTILLED, BenchmarkData, plan, run_all
 from bert2textcnn.data.datamodule import demo_path
-from bert2textcnn.data.records import read_texts
+from bert2textcnn.data.records import check_label_kinds, check_labels, label_map, read_records, read_texts
+from bert2textcnn.data.survey import survey
+from bert2textcnn.data.vocab import TokenizerKind
+from bert2textcnn.errors import DataError, UserError
 
 
 def _texts(path: str | None, text_column: str) -> list[str]:
@@ -110,4 +114,60 @@ def benchmark(
     run_all(data or BenchmarkData(), output, runs, teacher, speed, threads)
 
 
-COMMANDS = {"export": export, "speed": speed, "benchmark": benchmark}
+@dataclass
+class DataFiles:
+    """The files and text options ``fit`` would read (``--data.*``)."""
+
+    train_path: str | None = None
+    val_path: str | None = None
+    test_path: str | None = None
+    predict_path: str | None = None
+    unlabeled_path: str | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    tokenizer: TokenizerKind = "char"
+    lowercase: bool = True
+    max_length: int = 128
+
+
+def check_data(data: DataFiles) -> None:
+    """Run every data check on the files, without training, and summarise what they hold.
+
+    Each problem that would stop ``fit`` is printed as ``file:line: problem``; warnings (texts that
+    will be cut, texts with conflicting labels) follow each file's summary. Exits 2 on a problem.
+
+    Args:
+        data: The files to check, as ``--data.train_path`` … in ``fit``.
+    """
+    paths = {split: getattr(data, f"{split}_path") for split in ("train", "val", "test", "predict", "unlabeled")}
+    if not any(paths.values()):
+        raise UserError("give at least one file: --data.train_path, --data.val_path, …")
+    labels, problems, warnings = None, 0, 0
+    for split, path in paths.items():
+        if not path:
+            continue
+        try:
+            records = read_records(
+                path, data.text_column, data.label_column, require_label=split in ("train", "val", "test")
+            )
+            if split != "unlabeled":
+                check_label_kinds(records, path)
+            if split == "train":
+                labels = label_map(records, path)
+            elif labels and split != "unlabeled":
+                check_labels(records, labels, path)
+        except DataError as err:
+            print(f"{err}")
+            problems += 1
+            continue
+        found = survey(records, data.tokenizer, data.lowercase, data.max_length)
+        print(f"{path}: {found.summary()}")
+        for warning in found.warnings(data.max_length):
+            print(f"  warning: {warning}")
+            warnings += 1
+    print(f"\n{problems} problem(s) that stop training, {warnings} warning(s)")
+    if problems:
+        raise SystemExit(2)
+
+
+COMMANDS = {"export": export, "speed": speed, "benchmark": benchmark, "check-data": check_data}

@@ -1,4 +1,5 @@
 import json
+import logging
 
 import pytest
 
@@ -35,6 +36,9 @@ def test_utf8_bom_is_accepted(tmp_path):
         ("Text,label\n好,spam\n".encode(), "did you mean 'Text'?"),
         ("text,label\n好,spam\n".encode() + b"\xff\xfe,normal\n", ":3: not valid UTF-8"),
         ("text,label\n好,spam,extra\n".encode(), ":2: expected 2 fields"),
+        ('text,label\n"好,spam\n坏,normal\n'.encode(), "expected 2 fields"),  # an unclosed quote swallows the rest
+        ("text,label\n好,spam\n坏,NaN\n".encode(), ":3: label 'NaN' looks like a missing value"),
+        ("text,label\n好,null\n".encode(), ":2: label 'null' looks like a missing value"),
     ],
 )
 def test_bad_input_names_file_line_and_problem(tmp_path, content, message):
@@ -72,3 +76,37 @@ def test_no_paths_means_bundled_demo_with_both_classes():
     data = TextDataModule()
     assert data.labels == ["normal", "spam"]
     assert len(data.train_texts()) >= 400
+
+
+def test_labels_mixing_numbers_and_names_are_rejected_at_the_odd_row(tmp_path):
+    (tmp_path / "train.csv").write_text("text,label\n好,spam\n坏,normal\n中,1\n大,spam\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"train.csv:4: labels mix numbers and names .* label '1' is the odd one out"):
+        TextDataModule(str(tmp_path / "train.csv"))
+
+
+def test_long_texts_and_conflicting_duplicates_are_counted_in_the_log(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="bert2textcnn")
+    rows = "好的,normal\n加微信,spam\n加微信,normal\n" + "很长" * 40 + ",spam\n"
+    (tmp_path / "train.csv").write_text("text,label\n" + rows, encoding="utf-8")
+    data = TextDataModule(str(tmp_path / "train.csv"), max_length=50)
+    assert "1 texts are longer than max_length 50 tokens and will be cut" in caplog.text
+    assert "1 texts appear with conflicting labels (e.g. '加微信' as normal and spam)" in caplog.text
+    assert data.vocab.padded_ids(["很长" * 40], data.max_length)[0].__len__() == 50  # cut, not dropped
+
+
+def test_check_data_reports_every_file_then_exits_2(tmp_path, capsys):
+    from bert2textcnn.cli import main
+
+    (tmp_path / "train.csv").write_text("text,label\n好的,normal\n加微信,spam\n加微信,normal\n", encoding="utf-8")
+    (tmp_path / "val.csv").write_text("text,label\n好,spam\n中,other\n", encoding="utf-8")
+    (tmp_path / "test.csv").write_bytes(b"\xef\xbb\xbftext,label\n\xe5\xa5\xbd,spam\n")  # a BOM is fine
+    args = ["check-data", "--data.train_path", str(tmp_path / "train.csv"), "--data.val_path",
+            str(tmp_path / "val.csv"), "--data.test_path", str(tmp_path / "test.csv")]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 2
+    assert "train.csv: 3 rows · normal 2, spam 1" in out and "conflicting labels" in out
+    assert "val.csv:3: label 'other' does not occur in the training data" in out
+    assert "test.csv: 1 rows · spam 1" in out  # checked although val.csv failed
+    assert "1 problem(s) that stop training, 1 warning(s)" in out

@@ -20,7 +20,15 @@ from torch.utils.data import DataLoader
 
 from bert2textcnn.checkpoint import project_record
 from bert2textcnn.data.augment import Augmentation, augment
-from bert2textcnn.data.records import Record, check_labels, read_records, read_texts
+from bert2textcnn.data.records import (
+    Record,
+    check_label_kinds,
+    check_labels,
+    label_map,
+    read_records,
+    read_texts,
+)
+from bert2textcnn.data.survey import survey
 from bert2textcnn.data.transfer import MixedBatchOrder, keep_label_fraction
 from bert2textcnn.data.vocab import TokenizerKind, Vocab
 from bert2textcnn.errors import UserError
@@ -100,6 +108,7 @@ class TextDataModule(L.LightningDataModule):
         self.columns = (text_column, label_column)
         self.batch_size, self.num_workers = batch_size, num_workers
         self.max_length = max_length
+        self.tokenization: tuple[TokenizerKind, bool] = (tokenizer, lowercase)
         self.records: dict[str, list[Record]] = {}
         ignored = [name for name, value in (("unlabeled_path", unlabeled_path), ("augment", augment)) if value]
         if ignored and not learn_from_unlabeled:
@@ -114,12 +123,11 @@ class TextDataModule(L.LightningDataModule):
             self.labels: list[str] = list(record["labels"])
             self.vocab = Vocab.from_dict(record["vocab"])
             self.max_length = int(record["max_length"])
+            self.tokenization = (self.vocab.kind, self.vocab.lowercase)
             log.info("Label map and %s vocabulary (%d tokens) from %s", self.vocab.kind, len(self.vocab), checkpoint)
         elif train_path:
             train = self._read("train")
-            self.labels = sorted({r.label for r in train if r.label is not None})
-            if len(self.labels) < 2:
-                raise UserError(f"{train_path}: needs at least two classes, found {self.labels}")
+            self.labels = label_map(train, train_path)
             # The vocabulary covers every text the student trains on, except augmented copies.
             labelled, dropped = keep_label_fraction(train, label_fraction, sample_seed)
             texts = [r.text for r in labelled]
@@ -136,8 +144,11 @@ class TextDataModule(L.LightningDataModule):
             if path is None:
                 raise UserError(f"--data.{split}_path is required for this command")
             records = read_records(path, *self.columns, require_label=split != "predict")
+            check_label_kinds(records, path)
             if split != "train" and hasattr(self, "labels"):
                 check_labels(records, self.labels, path)
+            for warning in survey(records, *self.tokenization, self.max_length).warnings(self.max_length):
+                log.warning("%s: %s", path, warning)
             self.records[split] = records
         return self.records[split]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from bert2textcnn.errors import DataError
 
 log = logging.getLogger(__name__)
+MISSING_VALUES = {"nan", "null", "none", "n/a", "na", "<na>"}  # how exports from pandas and SQL spell "no label"
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".txt": "lines"}
 
 
@@ -47,10 +48,27 @@ def read_records(
                 raise DataError(path, missing_column(label_column, row, "label"), line)
             if label is None or str(label).strip() == "":
                 raise DataError(path, f"empty label in column {label_column!r}", line)
+            if str(label).strip().lower() in MISSING_VALUES:
+                raise DataError(path, f"label {label!r} looks like a missing value; label the row or drop it", line)
         records.append(Record(value.strip(), None if label is None else str(label).strip(), line))
     if not records:
         raise DataError(path, "no data rows (the file holds a header only or is empty)")
     return records
+
+
+def check_label_kinds(records: Sequence[Record], path: str | Path) -> None:
+    """Reject labels that mix numbers and names (``1`` beside ``spam``): usually two exports
+    concatenated, or a label column that is not one."""
+    numeric = [r for r in records if r.label is not None and r.label.lstrip("-").isdigit()]
+    if numeric and len(numeric) < sum(r.label is not None for r in records):
+        named = next(r for r in records if r.label is not None and not r.label.lstrip("-").isdigit())
+        minority = numeric[0] if len(numeric) * 2 < len(records) else named
+        raise DataError(
+            path,
+            f"labels mix numbers and names (e.g. {numeric[0].label!r} and {named.label!r}); "
+            f"this row's label {minority.label!r} is the odd one out",
+            minority.line,
+        )
 
 
 def read_table(path: str | Path, text_column: str = "text") -> Iterator[tuple[int, dict[str, object]]]:
@@ -141,3 +159,11 @@ def read_texts(path: str | Path, text_column: str = "text", label_column: str = 
     if any(record.label is not None for record in records):
         log.warning("%s: ignoring its %r column; its texts are used as unlabelled rows", path, label_column)
     return [record.text for record in records]
+
+
+def label_map(records: Sequence[Record], path: str | Path) -> list[str]:
+    """The sorted training labels: the class ids every checkpoint records."""
+    labels = sorted({r.label for r in records if r.label is not None})
+    if len(labels) < 2:
+        raise DataError(path, f"needs at least two classes to train a classifier, found {labels}")
+    return labels
