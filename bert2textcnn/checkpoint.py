@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from bert2textcnn.errors import UserError
+from bert2textcnn.io import atomic_write
 
 RECORD_KEY = "bert2textcnn"
 
@@ -41,3 +43,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def project_record(path: str | Path) -> dict[str, Any]:
     return read_checkpoint(path)[RECORD_KEY]
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning writes a checkpoint in place, so a kill mid-write leaves a truncated ``last.ckpt``
+    that a resume would trust. This writes beside it and renames: the old file or the new one."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        write = super().save_checkpoint
+        atomic_write(path, lambda tmp: write(checkpoint, tmp, storage_options))

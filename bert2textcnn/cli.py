@@ -18,12 +18,13 @@ from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from bert2textcnn.checkpoint import project_record
+from bert2textcnn.checkpoint import AtomicCheckpointIO, project_record
 from bert2textcnn.commands import COMMANDS
 from bert2textcnn.data.datamodule import TextDataModule
 from bert2textcnn.errors import UserError
 from bert2textcnn.predictions import PredictionWriter
 from bert2textcnn.schemes import DEFAULT_SCHEME, SCHEMES, describe
+from bert2textcnn.seeding import EpochSeeding
 
 RUNS_DIR = "runs"
 
@@ -58,8 +59,9 @@ def _option(argv: list[str], name: str) -> list[str]:
 def resolve_scheme(argv: list[str]) -> str:
     """The scheme picks the model class, so it is needed before LightningCLI parses anything.
 
-    Precedence: ``--scheme``, then the scheme recorded in ``--ckpt_path``, then a ``scheme:``
-    key in a ``--config`` file, then the default.
+    Precedence: ``--scheme``, then the scheme recorded in ``--ckpt_path`` (``last``: the newest
+    ``runs/*/version_*/checkpoints/last.ckpt``), then a ``scheme:`` key in a ``--config`` file,
+    then the default.
     """
     given = _option(argv, "--scheme")
     scheme = given[-1] if given else None
@@ -67,6 +69,7 @@ def resolve_scheme(argv: list[str]) -> str:
         if scheme is None and Path(config).is_file():
             scheme = (yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}).get("scheme")
     for ckpt in _option(argv, "--ckpt_path"):
+        ckpt = str(latest_checkpoint(scheme or "*")) if ckpt == "last" else ckpt
         if Path(ckpt).is_file():
             trained = project_record(ckpt)["scheme"]
             if given and trained != scheme:
@@ -76,6 +79,15 @@ def resolve_scheme(argv: list[str]) -> str:
     if scheme not in SCHEMES:
         raise UserError(f"unknown scheme {scheme!r}; choose one of: {', '.join(SCHEMES)}")
     return scheme
+
+
+def latest_checkpoint(scheme: str = "*") -> Path:
+    """``--ckpt_path last``: the newest ``last.ckpt`` under ``runs/<scheme>/`` (any scheme: ``*``)."""
+    pattern = f"{scheme}/version_*/checkpoints/last.ckpt"
+    candidates = sorted(Path(RUNS_DIR).glob(pattern), key=lambda path: path.stat().st_mtime)
+    if not candidates:
+        raise UserError(f"--ckpt_path last: no {RUNS_DIR}/{pattern} to resume from")
+    return candidates[-1]
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
@@ -110,11 +122,15 @@ class DistillCLI(LightningCLI):
                         monitor=f"val/{model_class.selects_on}_macro_f1",
                         mode="max",
                         filename="best",
-                        save_last=True,
                         auto_insert_metric_name=False,
                     ),
+                    # Every epoch, whatever the metric: what a resume needs. (`save_last=True` on the
+                    # callback above would only refresh last.ckpt when the best one changes.)
+                    ModelCheckpoint(filename="last", enable_version_counter=False),
                     LearningRateMonitor(logging_interval="step"),
+                    EpochSeeding(),
                 ],
+                "plugins": [AtomicCheckpointIO()],
             },
             **kwargs,
         )
@@ -146,6 +162,8 @@ class DistillCLI(LightningCLI):
             config.trainer.logger = False
             self.save_config_callback = None
         ckpt_path = config.get("ckpt_path")
+        if ckpt_path == "last":
+            config.ckpt_path = ckpt_path = str(latest_checkpoint(self.scheme))
         if ckpt_path and Path(ckpt_path).is_file():
             config.data.checkpoint = ckpt_path  # encode text exactly as the checkpoint was trained
 

@@ -33,6 +33,7 @@ from bert2textcnn.data.transfer import MixedBatchOrder, keep_label_fraction
 from bert2textcnn.data.vocab import TokenizerKind, Vocab
 from bert2textcnn.errors import UserError
 from bert2textcnn.losses import UNLABELED
+from bert2textcnn.seeding import EpochShuffle, epoch_generator
 
 log = logging.getLogger(__name__)
 
@@ -210,12 +211,17 @@ class TextDataModule(L.LightningDataModule):
             for i, text in enumerate(self.unlabeled_texts())
         ]
         rows = labelled + unlabelled
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0  # a resumed run starts mid-way
         if self.unlabeled_share is None or not unlabelled:
-            return self._loader(rows, shuffle=True)
-        order = MixedBatchOrder(
-            range(len(labelled)), range(len(labelled), len(rows)), self.batch_size, self.unlabeled_share
-        )
-        return self._loader(rows, sampler=order)
+            order: EpochShuffle = EpochShuffle(len(rows), epoch)
+        else:
+            first_unlabelled = range(len(labelled), len(rows))
+            order = MixedBatchOrder(
+                range(len(labelled)), first_unlabelled, self.batch_size, self.unlabeled_share, epoch
+            )
+        # A DataLoader iterator draws its worker seed from the generator it is given, else from the
+        # global one — which would shift every dropout mask after it (see seeding.py).
+        return self._loader(rows, sampler=order, generator=epoch_generator(epoch))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self._rows(self._read("val")))

@@ -14,10 +14,10 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
 import torch
-from torch.utils.data import Sampler
 
 from bert2textcnn.data.records import Record
 from bert2textcnn.errors import UserError
+from bert2textcnn.seeding import EpochShuffle, epoch_generator
 
 
 def keep_label_fraction(records: Sequence[Record], fraction: float, seed: int) -> tuple[list[Record], list[Record]]:
@@ -38,15 +38,21 @@ def keep_label_fraction(records: Sequence[Record], fraction: float, seed: int) -
     return [r for i, r in enumerate(records) if i in kept], [r for i, r in enumerate(records) if i not in kept]
 
 
-class MixedBatchOrder(Sampler[int]):
+class MixedBatchOrder(EpochShuffle):
     """Row indices ordered so that each run of ``batch_size`` holds a fixed number of unlabelled rows.
 
     One epoch reads the longer of the two streams once; the shorter one is reshuffled and
-    recycled to keep pace. Shuffling uses torch's global generator, so ``--seed_everything``
-    fixes the order.
+    recycled to keep pace. The order is fixed by (seed, epoch), as for ``EpochShuffle``.
     """
 
-    def __init__(self, labelled: Sequence[int], unlabelled: Sequence[int], batch_size: int, unlabeled_share: float):
+    def __init__(
+        self,
+        labelled: Sequence[int],
+        unlabelled: Sequence[int],
+        batch_size: int,
+        unlabeled_share: float,
+        epoch: int = 0,
+    ) -> None:
         if not 0 < unlabeled_share < 1:
             raise UserError(f"--data.unlabeled_share must lie in (0, 1), got {unlabeled_share}")
         if batch_size < 2 or not labelled or not unlabelled:
@@ -58,18 +64,18 @@ class MixedBatchOrder(Sampler[int]):
             math.ceil(len(self.labelled) / self.per_batch_labelled),
             math.ceil(len(self.unlabelled) / self.per_batch_unlabelled),
         )
-
-    def __len__(self) -> int:
-        return self.batches * (self.per_batch_labelled + self.per_batch_unlabelled)
+        super().__init__(self.batches * batch_size, epoch)
 
     def __iter__(self) -> Iterator[int]:
-        labelled, unlabelled = _reshuffled_forever(self.labelled), _reshuffled_forever(self.unlabelled)
+        generator = epoch_generator(self.epoch)
+        labelled = _reshuffled_forever(self.labelled, generator)
+        unlabelled = _reshuffled_forever(self.unlabelled, generator)
         for _ in range(self.batches):
             yield from (next(labelled) for _ in range(self.per_batch_labelled))
             yield from (next(unlabelled) for _ in range(self.per_batch_unlabelled))
 
 
-def _reshuffled_forever(indices: list[int]) -> Iterator[int]:
+def _reshuffled_forever(indices: list[int], generator: torch.Generator) -> Iterator[int]:
     while True:
-        for position in torch.randperm(len(indices)).tolist():
+        for position in torch.randperm(len(indices), generator=generator).tolist():
             yield indices[position]

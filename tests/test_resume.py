@@ -1,0 +1,67 @@
+"""A run killed with SIGKILL mid-epoch resumes from ``last.ckpt`` and ends exactly where an
+uninterrupted run with the same seed ends.
+
+Exact, not approximate: shuffling and dropout depend only on (seed, epoch) (see seeding.py), and
+the resumed run replays the interrupted epoch from its start, on the same single CPU process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fit(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": f"{REPO}{os.pathsep}{Path(__file__).parent}"}
+    return subprocess.run([sys.executable, "-m", "bert2textcnn", "fit", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+
+
+def final_state(run_dir: Path) -> dict[str, torch.Tensor]:
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["epoch"] == 2, (run_dir, checkpoint["epoch"], checkpoint["global_step"])
+    return {**checkpoint["state_dict"], **{f"optimizer{i}": s for i, s in enumerate(checkpoint["optimizer_states"])}}
+
+
+@pytest.mark.parametrize("scheme", ["student", "joint_isolated", "offline"])
+def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
+    scheme, small_data, tiny_teacher, teacher_checkpoint, tmp_path
+):
+    args = [
+        "--scheme", scheme, "--data.train_path", str(small_data["train"]), "--data.val_path", str(small_data["val"]),
+        "--data.batch_size", "16", "--model.teacher", str(tiny_teacher), "--trainer.max_epochs", "3",
+        "--trainer.limit_val_batches", "2", "--test_after_fit", "false",
+    ]  # fmt: skip
+    if scheme == "offline":
+        args += ["--model.teacher_checkpoint", teacher_checkpoint]
+    whole, interrupted = tmp_path / "whole", tmp_path / "interrupted"
+    whole.mkdir(), interrupted.mkdir()
+    assert fit(whole, *args).returncode == 0
+
+    killer = json.dumps({"class_path": "killer.KillAtBatch", "init_args": {"epoch": 1, "batch": 3}})
+    killed = fit(interrupted, *args, f"--trainer.callbacks+={killer}")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    last = interrupted / "runs" / scheme / "version_0" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["epoch"] == 0  # the end of the first epoch survived the kill
+
+    resumed = fit(interrupted, *args, "--ckpt_path", "last")  # the newest runs/<scheme>/…/last.ckpt
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected, actual = (
+        final_state(whole / "runs" / scheme / "version_0"),
+        final_state(interrupted / "runs" / scheme / "version_1"),
+    )
+    assert expected.keys() == actual.keys()
+    for key, value in expected.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, actual[key]), key
+    if scheme == "offline":
+        assert "Reusing cached teacher logits" in resumed.stderr  # the cache survived the kill too
