@@ -161,6 +161,12 @@ class DistillCLI(LightningCLI):
         if self.subcommand == "predict":  # predictions go to a CSV: no TensorBoard run, no config.yaml
             config.trainer.logger = False
             self.save_config_callback = None
+        if config.trainer.strategy == "ddp" and SCHEMES[self.scheme].separate_optimizers:
+            # Each optimizer's loss reaches only its own model's parameters; plain DDP refuses that.
+            config.trainer.strategy = "ddp_find_unused_parameters_true"
+            logging.getLogger(__name__).info(
+                "--trainer.strategy ddp → ddp_find_unused_parameters_true (two optimizers)"
+            )
         ckpt_path = config.get("ckpt_path")
         if ckpt_path == "last":
             config.ckpt_path = ckpt_path = str(latest_checkpoint(self.scheme))
@@ -171,8 +177,8 @@ class DistillCLI(LightningCLI):
         best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
         if self.config.fit.test_after_fit and best and self.datamodule.paths["test"]:
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
+        log_dir = self.trainer.log_dir  # every process must ask: it is a collective call under DDP
         if self.trainer.is_global_zero:
-            log_dir = self.trainer.log_dir
             print(f"\nBest checkpoint: {best or '(none)'}")
             print(f"TensorBoard:     tensorboard --logdir {Path(log_dir).parent if log_dir else RUNS_DIR}")
 

@@ -242,6 +242,7 @@ class DistillationModule(L.LightningModule):
             on_step=True,
             on_epoch=True,
             batch_size=batch_size,
+            sync_dist=True,
         )
 
     def trained_modules(self) -> dict[Role, nn.Module]:
@@ -309,7 +310,7 @@ class DistillationModule(L.LightningModule):
         labels = batch["label"]
         for role, logits in self.evaluated_logits(batch).items():
             self.metrics[f"{stage}_{role}"].update(logits, labels)
-            self.log(f"{stage}/loss_ce_{role}", F.cross_entropy(logits, labels), batch_size=len(labels))
+            self.log(f"{stage}/loss_ce_{role}", F.cross_entropy(logits, labels), batch_size=len(labels), sync_dist=True)
             if role == "student" and "reference_logits" in batch:
                 known = batch["reference_mask"]
                 self.compatibility[stage].update(logits[known], batch["reference_logits"][known], labels[known])
@@ -329,11 +330,14 @@ class DistillationModule(L.LightningModule):
             values = metrics.compute()
             scalars = metrics.scalars(values, f"{stage}/{role}_")
             macro_f1 = f"{stage}/{role}_macro_f1"
-            self.log(macro_f1, scalars[macro_f1], prog_bar=True)
-            self.log_dict({k: v for k, v in scalars.items() if k != macro_f1})
+            # The metrics hold every process's rows already (torchmetrics syncs their states), so
+            # sync_dist only averages equal values; it keeps Lightning's multi-process checks quiet.
+            self.log(macro_f1, scalars[macro_f1], prog_bar=True, sync_dist=True)
+            self.log_dict({k: v for k, v in scalars.items() if k != macro_f1}, sync_dist=True)
             if stage == "val":  # the HParams tab's columns, so runs of every scheme line up
                 positive_recall = f"{stage}/{role}_recall_{self.labels[self.positive_index]}"
-                self.log_dict({f"hp/{role}_macro_f1": scalars[macro_f1], f"hp/{role}_recall": scalars[positive_recall]})
+                columns = {f"hp/{role}_macro_f1": scalars[macro_f1], f"hp/{role}_recall": scalars[positive_recall]}
+                self.log_dict(columns, sync_dist=True)
             if isinstance(self.logger, TensorBoardLogger) and not self.trainer.sanity_checking:
                 figure = metrics.figure(values, f"{role} · {stage} · epoch {self.current_epoch}")
                 self.logger.experiment.add_figure(f"{stage}/{role}_confusion_matrix", figure, self.global_step)
@@ -345,7 +349,7 @@ class DistillationModule(L.LightningModule):
         compatibility = self.compatibility[stage]
         if compatibility.update_count:
             values = compatibility.compute()
-            self.log_dict({f"{stage}/compat_{name}": value for name, value in values.items()})
+            self.log_dict({f"{stage}/compat_{name}": value for name, value in values.items()}, sync_dist=True)
             results["compatibility"] = values
             compatibility.reset()
         return results

@@ -41,18 +41,23 @@ class OfflineScheme(DistillationModule):
             cache_dir: Where teacher logits are cached between runs.
         """
         super().__init__(**kwargs)
-        self.register_buffer("cached_logits", torch.empty(0), persistent=False)
+        # A plain attribute on the CPU, not a buffer: DDP would broadcast a buffer at every step.
+        self.cached_logits = torch.empty(0)
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
         if stage == "fit":
             texts = self.trainer.datamodule.train_texts()
-            self.cached_logits = teacher_logits_cache(
-                texts, self.hparams.teacher_checkpoint, self.labels, self.max_length, Path(self.hparams.cache_dir)
-            )
+            args = (texts, self.hparams.teacher_checkpoint, self.labels, self.max_length, Path(self.hparams.cache_dir))
+            # Several processes (DDP): the first builds the cache, the others wait, then read it.
+            if self.trainer.is_global_zero:
+                self.cached_logits = teacher_logits_cache(*args)
+            self.trainer.strategy.barrier("teacher logits cache")
+            if not self.trainer.is_global_zero:
+                self.cached_logits = teacher_logits_cache(*args)
 
     def loss_terms(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        teacher_logits = self.cached_logits[batch["index"]]
+        teacher_logits = self.cached_logits[batch["index"].cpu()].to(batch["index"].device)
         terms = student_loss(self.student_logits(batch), teacher_logits, batch["label"], self.student_targets)
         return {**terms, "loss": terms["loss_student"]}
 
