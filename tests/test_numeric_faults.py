@@ -48,3 +48,17 @@ def test_extreme_temperatures_are_rejected_at_start_up(small_data, temperature):
         SCHEMES["multi_teacher"](
             labels=data.labels, vocab=data.vocab, historical=["old.csv"], historical_temperatures=[temperature]
         )
+
+
+def test_same_seed_same_data_same_result_twice(small_data, tiny_teacher):
+    def train() -> dict[str, torch.Tensor]:
+        L.seed_everything(5, verbose=False)
+        data = TextDataModule(str(small_data["train"]), str(small_data["val"]), batch_size=16)
+        model = SCHEMES["joint_isolated"](labels=data.labels, vocab=data.vocab, teacher=str(tiny_teacher))
+        trainer = L.Trainer(max_epochs=2, limit_val_batches=2, logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+        trainer.fit(model, datamodule=data)
+        return {**model.state_dict(), "val": trainer.callback_metrics["val/student_macro_f1"]}
+
+    first, second = train(), train()
+    assert all(torch.equal(first[key], second[key]) for key in first)

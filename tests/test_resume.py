@@ -32,7 +32,7 @@ def final_state(run_dir: Path) -> dict[str, torch.Tensor]:
     return {**checkpoint["state_dict"], **{f"optimizer{i}": s for i, s in enumerate(checkpoint["optimizer_states"])}}
 
 
-@pytest.mark.parametrize("scheme", ["student", "joint_isolated", "offline"])
+@pytest.mark.parametrize("scheme", ["student", "teacher", "joint_isolated", "multitask", "offline"])
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
     scheme, small_data, tiny_teacher, teacher_checkpoint, tmp_path
 ):

@@ -95,3 +95,22 @@ def test_a_damaged_logits_cache_is_rebuilt(teacher_checkpoint, small_data, tmp_p
     assert torch.allclose(rebuilt, good) and "recomputing them" in caplog.text
     assert not marker.exists()
     assert torch.equal(torch.load(path, weights_only=True), rebuilt)  # the rebuilt file replaced the bad one
+
+
+def test_a_checkpoint_write_killed_half_way_leaves_the_old_file(tmp_path, monkeypatch):
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    from bert2textcnn.checkpoint import AtomicCheckpointIO
+
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"epoch": 1, "weights": torch.ones(3)}, path)
+
+    def dies_mid_write(self, checkpoint, target, storage_options=None):
+        Path(target).write_bytes(b"half a checkpoi")
+        raise KeyboardInterrupt  # the process is stopped while writing
+
+    monkeypatch.setattr(TorchCheckpointIO, "save_checkpoint", dies_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        AtomicCheckpointIO().save_checkpoint({"epoch": 2, "weights": torch.zeros(3)}, path)
+    assert torch.load(path, weights_only=True)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left behind
