@@ -32,6 +32,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from bert2textcnn.benchmark_figures import draw_all
 from bert2textcnn.checkpoint import project_record
 from bert2textcnn.data.datamodule import TextDataModule, demo_path
 from bert2textcnn.data.records import Record, read_records
@@ -155,12 +156,12 @@ def train(run: Run, data: BenchmarkData, teacher: str | None, folder: Path, done
         "checkpoint": str(checkpoint),
         "train_seconds": seconds,
         "epochs": trainer.current_epoch,
-        "probabilities": test_probabilities(model, texts),
+        "probabilities": probabilities_on(model, texts),
     }
 
 
 @torch.inference_mode()
-def test_probabilities(model: DistillationModule, texts: list[str], batch_size: int = 64) -> dict[str, list]:
+def probabilities_on(model: DistillationModule, texts: list[str], batch_size: int = 64) -> dict[str, list]:
     """Each trained model's class probabilities on the test texts, in file order."""
     probabilities: dict[str, list] = {}
     if model.student is not None:
@@ -246,14 +247,12 @@ def write_report(
     best = best_distilled(rows)
     speed_figures = None
     if speed:
-        from bert2textcnn.speed import measure
+        from bert2textcnn.speed import measure  # needs the `export` extra (ONNX Runtime)
 
         checkpoint = done[next(r.key for r in runs if r.name == (best or "student") and r.seed == 0)]["checkpoint"]
         speed_figures = measure(checkpoint, [r.text for r in test], threads, min_seconds=1.0, teacher_dir=teacher)
         atomic_write_text(folder / "speed.json", json.dumps(speed_figures, indent=2))
     atomic_write_text(folder / "report.md", report(rows, labels[positive], speed_figures))
-    from bert2textcnn.benchmark_figures import draw_all
-
     draw_all(folder, rows, runs, done, targets, positive, best, labels[positive], speed_figures)
     print(f"\n{(folder / 'report.md').read_text(encoding='utf-8')}\nWritten to {folder}/")
 
