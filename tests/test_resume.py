@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_serving import trained_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,7 +33,10 @@ def final_state(run_dir: Path) -> dict[str, torch.Tensor]:
     return {**checkpoint["state_dict"], **{f"optimizer{i}": s for i, s in enumerate(checkpoint["optimizer_states"])}}
 
 
-@pytest.mark.parametrize("scheme", ["student", "teacher", "joint_isolated", "multitask", "offline"])
+SCHEMES = ["student", "teacher", "offline", "joint_isolated", "joint_coupled", "multitask", "multi_teacher"]
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
     scheme, small_data, tiny_teacher, teacher_checkpoint, tmp_path
 ):
@@ -43,6 +47,8 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
     ]  # fmt: skip
     if scheme == "offline":
         args += ["--model.teacher_checkpoint", teacher_checkpoint]
+    if scheme == "multi_teacher":
+        args += ["--model.historical", f"[{trained_checkpoint('student', small_data, tmp_path)}]"]
     whole, interrupted = tmp_path / "whole", tmp_path / "interrupted"
     whole.mkdir(), interrupted.mkdir()
     assert fit(whole, *args).returncode == 0
