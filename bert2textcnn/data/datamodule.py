@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
+from functools import cached_property
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -130,10 +131,10 @@ class TextDataModule(L.LightningDataModule):
             train = self._read("train")
             self.labels = label_map(train, train_path)
             # The vocabulary covers every text the student trains on, except augmented copies.
-            labelled, dropped = keep_label_fraction(train, label_fraction, sample_seed)
+            labelled, dropped = self._label_split
             texts = [r.text for r in labelled]
             if learn_from_unlabeled:
-                texts += [r.text for r in dropped] + self._unlabeled_file_texts()
+                texts += [r.text for r in dropped] + self._unlabeled_file_texts
             self.vocab = Vocab.build(texts, tokenizer, lowercase, min_freq, max_vocab_size)
             log.info("Built a %s vocabulary of %d tokens on %d training texts", tokenizer, len(self.vocab), len(texts))
         else:
@@ -161,11 +162,17 @@ class TextDataModule(L.LightningDataModule):
         if stage == "fit":
             self.unlabeled_texts()
 
+    @cached_property
     def _unlabeled_file_texts(self) -> list[str]:
         return read_texts(self.unlabeled_path, *self.columns) if self.unlabeled_path else []
 
+    @cached_property
+    def _label_split(self) -> tuple[list[Record], list[Record]]:
+        """(rows that keep their label, rows whose label ``label_fraction`` drops), computed once."""
+        return keep_label_fraction(self._read("train"), self.label_fraction, self.sample_seed)
+
     def labelled_train_records(self) -> list[Record]:
-        return keep_label_fraction(self._read("train"), self.label_fraction, self.sample_seed)[0]
+        return self._label_split[0]
 
     def unlabeled_texts(self) -> list[str]:
         """Texts the student learns from the teacher alone: dropped labels, the unlabelled file,
@@ -173,8 +180,8 @@ class TextDataModule(L.LightningDataModule):
         if self._unlabelled is None:
             self._unlabelled = []
             if self.learn_from_unlabeled:
-                labelled, dropped = keep_label_fraction(self._read("train"), self.label_fraction, self.sample_seed)
-                pool = self._unlabeled_file_texts()
+                labelled, dropped = self._label_split
+                pool = self._unlabeled_file_texts
                 copies = (
                     augment([r.text for r in labelled], self.augmentation, self.sample_seed)
                     if self.augmentation
