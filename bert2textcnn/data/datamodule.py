@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from bert2textcnn.checkpoint import project_record
 from bert2textcnn.data.augment import Augmentation, augment
+from bert2textcnn.data.length_groups import LengthGroupedShuffle
 from bert2textcnn.data.records import (
     Record,
     check_label_kinds,
@@ -65,6 +66,7 @@ class TextDataModule(L.LightningDataModule):
         min_freq: int = 1,
         max_vocab_size: int = 50_000,
         batch_size: int = 32,
+        length_grouping: int = 4,
         num_workers: int = 0,
         checkpoint: str | None = None,
     ) -> None:
@@ -94,6 +96,9 @@ class TextDataModule(L.LightningDataModule):
             min_freq: Drop student tokens seen fewer times than this in the training file.
             max_vocab_size: Keep at most this many student tokens (the most frequent).
             batch_size: Texts per batch.
+            length_grouping: Sort each window of this many shuffled training batches by text
+                length, so a batch pads little (about 2× faster BERT steps on short texts);
+                1: plain shuffling. Not used with ``unlabeled_share``.
             num_workers: DataLoader worker processes.
             checkpoint: Take the label map, vocabulary and max length from this bert2textcnn
                 checkpoint instead of the training file. Set automatically from ``--ckpt_path``.
@@ -103,12 +108,15 @@ class TextDataModule(L.LightningDataModule):
         self.hparams.augment = asdict(augment) if augment else None  # checkpoints hold plain types only
         if max_length < 1 or batch_size < 1:
             raise UserError("--data.max_length and --data.batch_size must be positive")
+        if length_grouping < 1:
+            raise UserError(f"--data.length_grouping must be at least 1 (1: plain shuffling), got {length_grouping}")
         if not any((train_path, val_path, test_path, predict_path)):
             train_path, val_path, test_path = (demo_path(s) for s in ("train", "val", "test"))
             log.info("No data paths given: using the bundled demo corpus (%s)", Path(train_path).parent)
         self.paths = {"train": train_path, "val": val_path, "test": test_path, "predict": predict_path}
         self.columns = (text_column, label_column)
         self.batch_size, self.num_workers = batch_size, num_workers
+        self.length_grouping = length_grouping
         self.max_length = max_length
         self.tokenization: tuple[TokenizerKind, bool] = (tokenizer, lowercase)
         self.records: dict[str, list[Record]] = {}
@@ -220,7 +228,8 @@ class TextDataModule(L.LightningDataModule):
         rows = labelled + unlabelled
         epoch = self.trainer.current_epoch if self.trainer is not None else 0  # a resumed run starts mid-way
         if self.unlabeled_share is None or not unlabelled:
-            order: EpochShuffle = EpochShuffle(len(rows), epoch)
+            lengths = [len(row["text"]) for row in rows]
+            order: EpochShuffle = LengthGroupedShuffle(lengths, self.batch_size, self.length_grouping, epoch)
         else:
             first_unlabelled = range(len(labelled), len(rows))
             order = MixedBatchOrder(
