@@ -56,9 +56,9 @@ class StudentTargets:
     """How the student's per-row targets are formed (the ``--model.*`` options of the same names)."""
 
     alpha: float = 0.5  # weight of KD against CE on labelled rows
-    temperature: float = 2.0
+    temperature: float = 1.0
     pseudo_label_threshold: float | None = None  # None: soft targets on unlabelled rows; else hard ones
-    trust_labels: bool = False  # labelled rows where the teacher's top class is wrong learn CE alone
+    trust_labels: bool = True  # labelled rows where the teacher's top class is wrong learn CE alone
 
 
 def student_loss(

@@ -101,7 +101,7 @@ def test_joint_coupled_teacher_gradient_is_ce_plus_beta_kd_on_detached_student(t
 
 
 def test_multitask_teacher_gradient_is_its_ce_plus_the_students_kd(tiny_teacher, small_data):
-    model, batch = first_batch("multitask", tiny_teacher, small_data, alpha=0.4)
+    model, batch = first_batch("multitask", tiny_teacher, small_data, alpha=0.4, trust_labels=False)
     terms = model.loss_terms(batch)
     summed = [
         None if a is None else a + b
@@ -118,14 +118,21 @@ def test_multitask_teacher_gradient_is_its_ce_plus_the_students_kd(tiny_teacher,
 
 
 @pytest.mark.parametrize("scheme", sorted(OBJECTIVE))
-def test_student_gradient_is_the_hand_mixed_loss(scheme, tiny_teacher, small_data):
+@pytest.mark.parametrize("trust_labels", [True, False])
+def test_student_gradient_is_the_hand_mixed_loss(scheme, trust_labels, tiny_teacher, small_data):
+    """α·KD + (1−α)·CE per row; with trust_labels (the default), CE alone where the teacher is wrong."""
     alpha, temperature = 0.3, 2.5
-    model, batch = first_batch(scheme, tiny_teacher, small_data, alpha=alpha, temperature=temperature)
+    model, batch = first_batch(scheme, tiny_teacher, small_data, alpha=alpha, temperature=temperature,
+                               trust_labels=trust_labels)  # fmt: skip
     loss = model.loss_terms(batch)[OBJECTIVE[scheme]["student"]]
     s, t, y = model.student_logits(batch), model.teacher_logits(batch).detach(), batch["label"]
     p_t = F.softmax(t / temperature, -1)
-    kd = temperature**2 * (p_t * (p_t.log() - F.log_softmax(s / temperature, -1))).sum(-1).mean()
-    by_hand = alpha * kd + (1 - alpha) * F.cross_entropy(s, y)
+    kd = temperature**2 * (p_t * (p_t.log() - F.log_softmax(s / temperature, -1))).sum(-1)
+    teacher_right = (t.argmax(-1) == y).float() if trust_labels else torch.ones_like(kd)
+    if trust_labels:  # the untrained tiny teacher must be wrong somewhere for the mask to be tested
+        assert 0 < teacher_right.sum() < len(y)
+    weight = alpha * teacher_right
+    by_hand = (weight * kd + (1 - weight) * F.cross_entropy(s, y, reduction="none")).mean()
     for got, want in zip(grads(loss, model.student), grads(by_hand, model.student), strict=True):
         assert torch.allclose(got, want, atol=1e-6)
 

@@ -33,7 +33,7 @@ def test_kd_direction_is_teacher_to_student():
 
 def test_student_loss_mixes_terms_with_alpha():
     s, t, y = torch.randn(5, 3), torch.randn(5, 3), torch.tensor([0, 1, 2, 1, 0])
-    terms = student_loss(s, t, y, StudentTargets(alpha=0.3, temperature=2.0))
+    terms = student_loss(s, t, y, StudentTargets(alpha=0.3, temperature=2.0, trust_labels=False))
     expected = 0.3 * kd_loss(s, t, 2.0) + 0.7 * torch.nn.functional.cross_entropy(s, y)
     assert torch.allclose(terms["loss_student"], expected)
     assert torch.allclose(terms["loss_ce_student"], torch.nn.functional.cross_entropy(s, y))
@@ -55,5 +55,5 @@ def test_trust_labels_drops_kd_where_the_teacher_is_wrong():
     expected = (ce[0] + alpha * kd[1] + (1 - alpha) * ce[1] + alpha * kd[2] + (1 - alpha) * ce[2]) / 3
     assert torch.allclose(terms["loss_student"], expected)
     assert math.isclose(terms["teacher_disagrees"].item(), 1 / 3, rel_tol=1e-6)
-    plain = student_loss(s, t, y, StudentTargets(alpha, temperature))
+    plain = student_loss(s, t, y, StudentTargets(alpha, temperature, trust_labels=False))
     assert not torch.allclose(plain["loss_student"], expected) and "teacher_disagrees" not in plain

@@ -47,7 +47,7 @@ def test_soft_target_on_a_mixed_batch_matches_hand_computation():
     for s, t, y in zip(S.tolist(), T.tolist(), Y.tolist(), strict=True):
         kd = kd_by_hand(s, t, temperature)
         per_row.append(kd if y == UNLABELED else alpha * kd + (1 - alpha) * ce_by_hand(s, y))
-    terms = student_loss(S, T, Y, StudentTargets(alpha, temperature))
+    terms = student_loss(S, T, Y, StudentTargets(alpha, temperature, trust_labels=False))
     assert math.isclose(terms["loss_student"].item(), sum(per_row) / 4, rel_tol=1e-5)
     assert math.isclose(
         terms["loss_ce_student"].item(), (ce_by_hand(S[0].tolist(), 0) + ce_by_hand(S[2].tolist(), 1)) / 2, rel_tol=1e-5
@@ -77,7 +77,8 @@ def test_hard_pseudo_labels_skip_unconfident_rows():
         for i in (0, 2)
     ]
     pseudo = ce_by_hand(S[1].tolist(), 1)  # the teacher's argmax for row 1
-    terms = student_loss(S, teacher, Y, StudentTargets(alpha, temperature, pseudo_label_threshold=threshold))
+    targets = StudentTargets(alpha, temperature, pseudo_label_threshold=threshold, trust_labels=False)
+    terms = student_loss(S, teacher, Y, targets)
     assert math.isclose(terms["loss_student"].item(), (sum(labelled) + pseudo) / 3, rel_tol=1e-5)
     assert terms["pseudo_label_kept"].item() == 0.5
     assert math.isclose(terms["loss_ce_pseudo"].item(), pseudo, rel_tol=1e-5)

@@ -41,8 +41,10 @@ def tokenize(text: str, kind: TokenizerKind, lowercase: bool) -> list[str]:
             tokens.append(UNK)
         if lowercase:
             part = part.lower()
-        pieces = list(part) if kind == "char" else quiet_jieba().lcut(part)
-        tokens.extend(piece for piece in pieces if piece.strip())
+        if kind == "char":
+            tokens += [c for c in part if not c.isspace()]
+        else:
+            tokens += [word for word in quiet_jieba().lcut(part) if word.strip()]
     return tokens
 
 
@@ -79,7 +81,8 @@ class Vocab:
         return len(self.tokens)
 
     def encode(self, text: str) -> list[int]:
-        return [self._ids.get(t, 1) for t in tokenize(text, self.kind, self.lowercase)]
+        get = self._ids.get
+        return [get(t, 1) for t in tokenize(text, self.kind, self.lowercase)]
 
     def padded_ids(self, texts: Sequence[str], max_length: int, min_length: int = 1) -> list[list[int]]:
         """Ids cut at ``max_length``, right-padded with 0 to the batch's longest (at least ``min_length``)."""
@@ -88,9 +91,11 @@ class Vocab:
         return [row + [0] * (width - len(row)) for row in ids]
 
     def encode_batch(self, texts: Sequence[str], max_length: int, min_length: int = 1) -> torch.Tensor:
+        import numpy as np
         import torch  # here, not at the top: the ONNX classifier reads vocabularies without torch
 
-        return torch.tensor(self.padded_ids(texts, max_length, min_length), dtype=torch.long)
+        # Through NumPy: torch.tensor on nested lists costs as much as tokenising them.
+        return torch.from_numpy(np.array(self.padded_ids(texts, max_length, min_length), dtype=np.int64))
 
     def to_dict(self) -> dict[str, Any]:
         return {"tokens": self.tokens, "kind": self.kind, "lowercase": self.lowercase}
