@@ -48,10 +48,12 @@ class TextCNN(nn.Module):
         x = self.embedding(input_ids).transpose(1, 2)  # (batch, dim, length) for Conv1d
         pooled = []
         for conv, width in zip(self.convs, self.kernel_sizes, strict=True):
-            activations = conv(x).relu()  # (batch, filters, windows), all ≥ 0
-            windows = torch.arange(activations.size(2), device=input_ids.device)
+            scores = conv(x)  # (batch, filters, windows)
+            windows = torch.arange(scores.size(2), device=input_ids.device)
             valid = windows < (lengths - width + 1).clamp(min=1)  # a short text keeps its first window
-            pooled.append(activations.masked_fill(~valid.unsqueeze(1), 0.0).amax(dim=2))  # 0 is neutral after relu
+            # max(relu(a)) == relu(max(a)): pool first, so relu runs on (batch, filters), not on
+            # every window; masked windows are -inf, and every row keeps one valid window.
+            pooled.append(scores.masked_fill_(~valid.unsqueeze(1), float("-inf")).amax(dim=2).relu())
         features = torch.cat(pooled, dim=1)
         return ModelOutput(self.head(self.dropout(features)), features)
 
