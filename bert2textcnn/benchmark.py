@@ -89,8 +89,13 @@ def plan(
     low_label_epochs: int = 10,
     low_label_teacher_lr: float = 1e-4,
     historical_weight: float = 0.3,
+    model: dict[str, Any] | None = None,
 ) -> list[Run]:
-    """Every run, each after the runs it builds on."""
+    """Every run, each after the runs it builds on. ``model`` overrides the distilled runs'
+    hyper-parameters and is shown in their names, so variants share a folder with the teacher
+    and the plain students they are compared with."""
+    overrides = dict(model or {})
+    variant = " (" + ", ".join(f"{k}={v}" for k, v in overrides.items()) + ")" if overrides else ""
     if unknown := sorted(set(schemes) - set(DISTILLED)):
         raise UserError(f"--schemes: unknown {unknown}; choose from {DISTILLED}, or all")
     teacher = Run("teacher", "teacher", 0, epochs=epochs)
@@ -101,7 +106,7 @@ def plan(
         for scheme in schemes:
             hparams = {"historical_weights": [historical_weight]} if scheme == "multi_teacher" else {}
             teacher_run = teacher.key if scheme == "offline" else None
-            runs.append(Run(scheme, scheme, seed, {}, hparams, teacher_run, plain.key, epochs))
+            runs.append(Run(scheme + variant, scheme, seed, {}, hparams | overrides, teacher_run, plain.key, epochs))
     if label_fraction is not None:
         share = f"{label_fraction:.0%}"
         for seed in range(seeds):
@@ -117,8 +122,8 @@ def plan(
             low_plain = Run(f"student · {share}", "student", seed, low, epochs=low_label_epochs)
             runs += [low_teacher, low_plain]
             for target in ("soft", "hard"):
-                name = f"offline · {share} + pool" + (" (hard)" if target == "hard" else "")
-                hparams = {"unlabeled_target": target}
+                name = f"offline · {share} + pool" + (" (hard)" if target == "hard" else "") + variant
+                hparams = {"unlabeled_target": target} | overrides
                 runs.append(Run(name, "offline", seed, low, hparams, low_teacher.key, low_plain.key, low_label_epochs))
     return runs
 
@@ -221,7 +226,9 @@ def run_all(data: BenchmarkData, output: str, runs: list[Run], teacher: str | No
         where = f"[{number}/{len(runs)}] {run.name} · seed {run.seed}"
         if path.is_file():
             record = json.loads(path.read_text(encoding="utf-8"))
-            if Path(record["checkpoint"]).is_file():
+            if record["run"] != asdict(run):
+                print(f"{where}: trained earlier with other settings, training again", flush=True)
+            elif Path(record["checkpoint"]).is_file():
                 done[run.key] = record
                 print(f"{where}: finished earlier, skipped", flush=True)
                 continue

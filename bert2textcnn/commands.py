@@ -7,7 +7,7 @@ python -m bert2textcnn speed --ckpt_path runs/…/best.ckpt --output speed.json
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from bert2textcnn.benchmark import DISTILLED, BenchmarkData, plan, run_all
 from bert2textcnn.data.datamodule import demo_path
@@ -85,6 +85,7 @@ def benchmark(
     low_label_epochs: int = 10,
     low_label_teacher_lr: float = 1e-4,
     historical_weight: float = 0.3,
+    model: dict[str, Any] | None = None,
     teacher: str | None = None,
     speed: bool = True,
     threads: int = 2,
@@ -105,12 +106,15 @@ def benchmark(
         low_label_epochs: Epochs of every low-label run (their labelled set is small).
         low_label_teacher_lr: Teacher learning rate with few labels (2e-5 under-trains there).
         historical_weight: Weight of the plain student as ``multi_teacher``'s historical teacher.
+        model: Hyper-parameters (``--model.*`` of ``fit``) for every distilled run, e.g.
+            ``'{temperature: 2.0, trust_labels: false}'``. Their names show them, so variants
+            written to one folder reuse its teacher and plain students.
         teacher: Local Hugging Face BERT directory (default: m3e-small).
         speed: Also time the best student against the teacher (``speed``) and draw speed.png.
         threads: Threads for the speed measurement.
     """
     chosen = DISTILLED if schemes == "all" else list(schemes)
-    runs = plan(chosen, seeds, epochs, label_fraction, low_label_epochs, low_label_teacher_lr, historical_weight)
+    runs = plan(chosen, seeds, epochs, label_fraction, low_label_epochs, low_label_teacher_lr, historical_weight, model)
     run_all(data or BenchmarkData(), output, runs, teacher, speed, threads)
 
 

@@ -4,7 +4,9 @@ trains only what is new."""
 from __future__ import annotations
 
 import csv
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +16,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def benchmark(output: Path, teacher: Path, schemes: str) -> str:
+def benchmark(output: Path, teacher: Path, schemes: str, *extra: str) -> str:
     args = ["benchmark", "--output", str(output), "--schemes", schemes, "--seeds", "1", "--epochs", "1",
-            "--teacher", str(teacher), "--data.max_length", "48"]  # fmt: skip
+            "--teacher", str(teacher), "--data.max_length", "48", *extra]  # fmt: skip
     result = subprocess.run(
         [sys.executable, "-m", "bert2textcnn", *args], capture_output=True, text=True, timeout=600,
         env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"},
@@ -67,3 +69,14 @@ def test_compare_schemes_notebook_runs_on_the_report(report):
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2
+
+
+def test_model_overrides_train_a_variant_beside_the_reused_runs(report, tiny_teacher, tmp_path):
+    output = tmp_path / "variant"
+    shutil.copytree(report[0], output)  # the other tests keep reading the original report
+    third = benchmark(output, tiny_teacher, "[offline]", "--model", "{temperature: 2.0}", "--speed", "false")
+    assert third.count("finished earlier, skipped") == 2  # the teacher and the plain student
+    assert third.count("training …") == 1 and "offline (temperature=2.0) · seed 0: training …" in third
+    record = json.loads((output / "runs" / "offline__temperature_2_0_-seed0.json").read_text(encoding="utf-8"))
+    assert record["run"]["hparams"]["temperature"] == 2.0
+    assert "| offline (temperature=2.0) | 1 |" in (output / "report.md").read_text(encoding="utf-8")
