@@ -93,7 +93,10 @@ def plan(
 ) -> list[Run]:
     """Every run, each after the runs it builds on. ``model`` overrides the distilled runs'
     hyper-parameters and is shown in their names, so variants share a folder with the teacher
-    and the plain students they are compared with."""
+    and the plain students they are compared with.
+
+    The schemes that train a BERT beside the student take most of the time: they come last,
+    seed by seed, so an interrupted benchmark already holds every other row for every seed."""
     overrides = dict(model or {})
     variant = " (" + ", ".join(f"{k}={v}" for k, v in overrides.items()) + ")" if overrides else ""
     if unknown := sorted(set(schemes) - set(DISTILLED)):
@@ -125,7 +128,7 @@ def plan(
                 name = f"offline · {share} + pool" + (" (hard)" if target == "hard" else "") + variant
                 hparams = {"unlabeled_target": target} | overrides
                 runs.append(Run(name, "offline", seed, low, hparams, low_teacher.key, low_plain.key, low_label_epochs))
-    return runs
+    return sorted(runs, key=lambda run: SCHEMES[run.scheme].has_teacher and SCHEMES[run.scheme].has_student)
 
 
 def train(run: Run, data: BenchmarkData, teacher: str | None, folder: Path, done: dict) -> dict[str, Any]:
@@ -173,11 +176,7 @@ def probabilities_on(model: DistillationModule, texts: list[str], batch_size: in
         student = StudentPredictor(model.student, model.vocab, model.labels, model.max_length)
         probabilities["student"] = student.probabilities(texts).tolist()
     if model.teacher is not None:
-        model.teacher.eval()
-        chunks = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
-        probabilities["teacher"] = torch.cat(
-            [model.teacher(**model.teacher.encode(chunk)).logits.softmax(-1) for chunk in chunks]
-        ).tolist()
+        probabilities["teacher"] = model.teacher.eval().logits_for(texts, batch_size).softmax(-1).tolist()
     return probabilities
 
 
@@ -212,8 +211,17 @@ def main_role(record: dict[str, Any]) -> str:
     return "student" if "student" in record["probabilities"] else "teacher"
 
 
-def run_all(data: BenchmarkData, output: str, runs: list[Run], teacher: str | None, speed: bool, threads: int) -> Path:
-    """Train every run not finished earlier, then write the report folder."""
+def run_all(
+    data: BenchmarkData,
+    output: str,
+    runs: list[Run],
+    teacher: str | None,
+    speed: bool,
+    threads: int,
+    train_missing: bool = True,
+) -> Path:
+    """Train every run not finished earlier (or, without ``train_missing``, leave it out), then
+    write the report folder."""
     if data.train_path is None and data.test_path is None:
         data.train_path, data.test_path = demo_path("train"), demo_path("test")
     if not data.train_path or not data.test_path:
@@ -232,11 +240,17 @@ def run_all(data: BenchmarkData, output: str, runs: list[Run], teacher: str | No
                 done[run.key] = record
                 print(f"{where}: finished earlier, skipped", flush=True)
                 continue
+        if not train_missing:
+            print(f"{where}: not trained, left out of the report", flush=True)
+            continue
         print(f"{where}: training …", flush=True)
         done[run.key] = train(run, data, teacher, folder, done)
         atomic_write_text(path, json.dumps(done[run.key]))
         print(f"{where}: done in {done[run.key]['train_seconds']:.0f} s", flush=True)
-    write_report(folder, runs, done, test, speed, threads, teacher)
+    finished = [run for run in runs if run.key in done]
+    if runs[0] not in finished:
+        raise UserError(f"{folder}: the {runs[0].name} run has not finished; there is nothing to report yet")
+    write_report(folder, finished, done, test, speed, threads, teacher)
     return folder
 
 
@@ -300,7 +314,8 @@ def report(rows: list[dict[str, Any]], positive: str, speed: dict[str, Any] | No
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
-    for name in dict.fromkeys(row["name"] for row in rows):
+    full_labels_first = sorted(rows, key=lambda row: row["label_fraction"] != 1)
+    for name in dict.fromkeys(row["name"] for row in full_labels_first):
         group = next(row for row in rows if row["name"] == name)
         suffix = name.split(" · ", 1)[1].split(" ", 1)[0] if " · " in name else ""
         plain, teacher = ("student", "teacher") if not suffix else (f"student · {suffix}", f"teacher · {suffix}")

@@ -89,6 +89,7 @@ def benchmark(
     teacher: str | None = None,
     speed: bool = True,
     threads: int = 2,
+    train: bool = True,
 ) -> None:
     """Train the teacher, the plain student and every scheme for each seed; write a report folder.
 
@@ -112,10 +113,12 @@ def benchmark(
         teacher: Local Hugging Face BERT directory (default: m3e-small).
         speed: Also time the best student against the teacher (``speed``) and draw speed.png.
         threads: Threads for the speed measurement.
+        train: Train the runs not finished yet. ``false`` writes the report from the finished
+            runs alone (the teacher's must be one), e.g. while another call is still training.
     """
     chosen = DISTILLED if schemes == "all" else list(schemes)
     runs = plan(chosen, seeds, epochs, label_fraction, low_label_epochs, low_label_teacher_lr, historical_weight, model)
-    run_all(data or BenchmarkData(), output, runs, teacher, speed, threads)
+    run_all(data or BenchmarkData(), output, runs, teacher, speed, threads, train)
 
 
 @dataclass

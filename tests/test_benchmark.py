@@ -80,3 +80,12 @@ def test_model_overrides_train_a_variant_beside_the_reused_runs(report, tiny_tea
     record = json.loads((output / "runs" / "offline__temperature_2_0_-seed0.json").read_text(encoding="utf-8"))
     assert record["run"]["hparams"]["temperature"] == 2.0
     assert "| offline (temperature=2.0) | 1 |" in (output / "report.md").read_text(encoding="utf-8")
+
+
+def test_train_false_reports_the_finished_runs_only(report, tiny_teacher, tmp_path):
+    output = tmp_path / "partial"
+    shutil.copytree(report[0], output)
+    third = benchmark(output, tiny_teacher, "[offline, joint_isolated]", "--train", "false", "--speed", "false")
+    assert "training …" not in third and "joint_isolated · seed 0: not trained, left out of the report" in third
+    with open(output / "results.csv", encoding="utf-8") as file:
+        assert [row["name"] for row in csv.DictReader(file)] == ["teacher", "student", "offline"]

@@ -61,3 +61,19 @@ def test_changed_data_invalidates_the_cache(teacher_checkpoint, small_data, tmp_
     offline_module.teacher_logits_cache(texts[:-1], teacher_checkpoint, data.labels, 64, tmp_path)
     offline_module.teacher_logits_cache(texts, teacher_checkpoint, data.labels, 32, tmp_path)
     assert len(list(tmp_path.glob("teacher_logits_*.pt"))) == 3
+
+
+def test_teacher_logits_come_back_in_input_order_despite_length_sorted_batches(tiny_teacher):
+    from bert2textcnn.models.teacher import Teacher
+
+    teacher = Teacher(str(tiny_teacher), num_labels=2, max_length=64).eval()
+    texts = [
+        "短",
+        "一条相当长的广告消息请加微信领取免费会员卡",
+        "中等长度的一句话",
+        "好",
+        "又一条很长很长的普通聊天内容",
+    ]
+    with torch.inference_mode():
+        one_by_one = torch.cat([teacher(**teacher.encode([text])).logits for text in texts])
+    assert torch.allclose(teacher.logits_for(texts, batch_size=2), one_by_one, atol=1e-5)

@@ -103,6 +103,17 @@ class Teacher(nn.Module):
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
         return ModelOutput(out.logits, out.hidden_states[-1][:, 0])
 
+    @torch.inference_mode()
+    def logits_for(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+        """Logits for ``texts`` in their order, computed over length-sorted batches: on short
+        texts a batch in file order is mostly padding."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        logits = torch.empty(len(texts), self.model.config.num_labels)
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            logits[rows] = self(**self.encode([texts[i] for i in rows])).logits.float()
+        return logits
+
     def unknown_rates(self, texts: Sequence[str], lowercase: bool) -> tuple[float, float]:
         """Share of texts with at least one [UNK] token, and share of tokens that are [UNK]."""
         unk = self.tokenizer.unk_token

@@ -108,11 +108,7 @@ def teacher_logits_cache(
             log.info("Reusing cached teacher logits %s", path)
             return cached
     log.info("Computing teacher logits over %d training texts (cached to %s)", len(texts), path)
-    teacher = load_trained_teacher(checkpoint, labels, max_length)
-    with torch.inference_mode():
-        logits = torch.cat(
-            [teacher(**teacher.encode(texts[i : i + batch_size])).logits for i in range(0, len(texts), batch_size)]
-        )
+    logits = load_trained_teacher(checkpoint, labels, max_length).logits_for(texts, batch_size)
     atomic_write(path, lambda tmp: torch.save(logits, tmp))
     return logits
 
