@@ -36,7 +36,7 @@ test: $(STAMP)
 # The README's Results: every scheme x 3 seeds on ../shared/data/sms_spam_zh with the real
 # teacher, plus the 5 % label scenario; about 2 hours on 2 CPU cores, resumable.
 bench: $(STAMP)
-	$(PY) -m bert2textcnn benchmark --config configs/benchmark_sms_spam_zh.yaml
+	$(PY) -m bert2textcnn benchmark --config configs/benchmark/sms_spam_zh.yaml
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check bert2textcnn tests

@@ -1,4 +1,5 @@
-"""Every YAML in configs/ parses against the CLI it is written for."""
+"""Every YAML in configs/ parses against the CLI it is written for: `fit` at the top level,
+`benchmark` in configs/benchmark/."""
 
 import sys
 from pathlib import Path
@@ -8,6 +9,7 @@ import pytest
 from bert2textcnn.cli import main, resolve_scheme
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+BENCHMARK_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "benchmark").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
@@ -23,3 +25,12 @@ def test_config_parses(config, capsys, monkeypatch):
 def test_scheme_flag_beats_config_file():
     assert resolve_scheme(["fit", "--config", str(CONFIGS[0]), "--scheme", "student"]) == "student"
     assert resolve_scheme(["fit"]) == "joint_isolated"
+
+
+@pytest.mark.parametrize("config", BENCHMARK_CONFIGS, ids=lambda p: p.name)
+def test_benchmark_config_parses(config, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["bert2textcnn"])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["benchmark", "--config", str(config), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    assert "schemes:" in capsys.readouterr().out
