@@ -4,9 +4,11 @@ report folder. Finished runs are skipped on a second call, so an interrupted ben
     python -m bert2textcnn benchmark --data.train_path train.csv --data.test_path dev.csv \\
         --schemes all --seeds 3 --output reports/sms_spam_zh [--label_fraction 0.05]
 
-The teacher is fine-tuned once and reused by every seed (`offline` reads it through its logits
-cache). Each seed trains the plain `student`: the baseline, and the "production" model that
-`multi_teacher` learns from and every student is compared with (coverage, negative flip rate).
+The teacher is fine-tuned once, with length-grouped batches (faster, and harmless to BERT here),
+and reused by every seed: `offline` reads it through its logits cache, `multi_teacher` holds it
+frozen beside its historical model. Each seed trains the plain `student`: the baseline, and the
+"production" model that `multi_teacher` learns from and every student is compared with
+(coverage, negative flip rate).
 Every run trains for the same epochs and is scored after its last one — no checkpoint selection,
 so the test file is read once, after training. ``--label_fraction`` adds a low-label scenario: a
 teacher and a plain student on that stratified share of the labels, and `offline` students that
@@ -68,7 +70,7 @@ class Run:
     seed: int
     data: dict[str, Any] = field(default_factory=dict)  # data-module options beyond the shared ones
     hparams: dict[str, Any] = field(default_factory=dict)
-    teacher_run: str | None = None  # key of the run whose fine-tuned teacher `offline` distils
+    teacher_run: str | None = None  # key of the run whose fine-tuned teacher is distilled, frozen
     plain_run: str | None = None  # key of the plain student this run is compared with
     epochs: int = 2
 
@@ -90,6 +92,7 @@ def plan(
     low_label_teacher_lr: float = 1e-4,
     historical_weight: float = 0.3,
     model: dict[str, Any] | None = None,
+    teacher_length_grouping: int = 4,
 ) -> list[Run]:
     """Every run, each after the runs it builds on. ``model`` overrides the distilled runs'
     hyper-parameters and is shown in their names, so variants share a folder with the teacher
@@ -101,14 +104,15 @@ def plan(
     variant = " (" + ", ".join(f"{k}={v}" for k, v in overrides.items()) + ")" if overrides else ""
     if unknown := sorted(set(schemes) - set(DISTILLED)):
         raise UserError(f"--schemes: unknown {unknown}; choose from {DISTILLED}, or all")
-    teacher = Run("teacher", "teacher", 0, epochs=epochs)
+    teacher_data = {"length_grouping": teacher_length_grouping}
+    teacher = Run("teacher", "teacher", 0, teacher_data, epochs=epochs)
     runs = [teacher]
     for seed in range(seeds):
         plain = Run("student", "student", seed, epochs=epochs)
         runs.append(plain)
         for scheme in schemes:
             hparams = {"historical_weights": [historical_weight]} if scheme == "multi_teacher" else {}
-            teacher_run = teacher.key if scheme == "offline" else None
+            teacher_run = teacher.key if scheme in ("offline", "multi_teacher") else None
             runs.append(Run(scheme + variant, scheme, seed, {}, hparams | overrides, teacher_run, plain.key, epochs))
     if label_fraction is not None:
         share = f"{label_fraction:.0%}"
@@ -118,7 +122,7 @@ def plan(
                 f"teacher · {share}",
                 "teacher",
                 seed,
-                low,
+                low | teacher_data,
                 {"teacher_lr": low_label_teacher_lr},
                 epochs=low_label_epochs,
             )
@@ -139,8 +143,10 @@ def train(run: Run, data: BenchmarkData, teacher: str | None, folder: Path, done
     # The test file doubles as a validation file that is never evaluated (limit_val_batches=0).
     datamodule = TextDataModule(**shared, val_path=data.test_path, learn_from_unlabeled=scheme.distils, **run.data)
     hparams = {"teacher": teacher, **run.hparams}
-    if run.teacher_run:
-        hparams |= {"teacher_checkpoint": done[run.teacher_run]["checkpoint"], "cache_dir": str(folder / "cache")}
+    if run.teacher_run:  # offline through its logits cache; multi_teacher with the BERT frozen
+        hparams["teacher_checkpoint"] = done[run.teacher_run]["checkpoint"]
+    if run.scheme == "offline":
+        hparams["cache_dir"] = str(folder / "cache")
     if run.scheme == "multi_teacher":
         hparams["historical"] = [done[run.plain_run]["checkpoint"]]
     model = scheme(labels=datamodule.labels, vocab=datamodule.vocab, max_length=datamodule.max_length, **hparams)

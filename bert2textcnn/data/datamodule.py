@@ -66,7 +66,7 @@ class TextDataModule(L.LightningDataModule):
         min_freq: int = 1,
         max_vocab_size: int = 50_000,
         batch_size: int = 32,
-        length_grouping: int = 4,
+        length_grouping: int = 1,
         num_workers: int = 0,
         checkpoint: str | None = None,
     ) -> None:
@@ -97,8 +97,10 @@ class TextDataModule(L.LightningDataModule):
             max_vocab_size: Keep at most this many student tokens (the most frequent).
             batch_size: Texts per batch.
             length_grouping: Sort each window of this many shuffled training batches by text
-                length, so a batch pads little (about 2× faster BERT steps on short texts);
-                1: plain shuffling. Not used with ``unlabeled_share``.
+                length, so a batch pads little: about 2× faster BERT steps on short texts. Where
+                length predicts the label it costs a TextCNN accuracy (sms_spam_zh, 2 epochs,
+                window 4: macro-F1 0.974 against 0.990), so the default, 1, shuffles plainly; use
+                it to fine-tune a teacher alone. Not used with ``unlabeled_share``.
             num_workers: DataLoader worker processes.
             checkpoint: Take the label map, vocabulary and max length from this bert2textcnn
                 checkpoint instead of the training file. Set automatically from ``--ckpt_path``.
