@@ -296,11 +296,13 @@ def mean(rows: list[dict[str, Any]], name: str, column: str) -> float:
 
 
 def cell(rows: list[dict[str, Any]], name: str, column: str) -> str:
+    """Mean ± std over seeds: scores to 3 decimals, seconds whole."""
     values = [row[column] for row in rows if row["name"] == name and column in row and row[column] == row[column]]
     if not values:
         return "—"
+    digits = 0 if column.startswith("seconds") else 3
     average = statistics.fmean(values)
-    return f"{average:.3f}" if len(values) == 1 else f"{average:.3f} ± {statistics.stdev(values):.3f}"
+    return f"{average:.{digits}f}" + (f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else "")
 
 
 def report(rows: list[dict[str, Any]], positive: str, speed: dict[str, Any] | None) -> str:
