@@ -2,9 +2,11 @@
 
 On sms_spam_zh a random batch of 32 pads to 80 characters on average while its texts hold 27:
 the teacher spends two thirds of its time on padding. Sorting small windows of shuffled rows by
-length cuts that to 43 (windows of 4 batches) and keeps batches mixed; larger windows pad less
-but make batches uniform in length, and in label where length predicts it (long texts are mostly
-spam there: windows of 16 batches give batches 97 % spam).
+length cuts that to 43 (windows of 4 batches); larger windows pad less. But where length predicts
+the label the batches turn lopsided (long texts are mostly spam there: windows of 4 batches give
+some batches 56 % spam, windows of 16 give 97 %), and even windows of 4 cost the TextCNN 0.016
+macro-F1 in 2 epochs; BERT fine-tuned alone did not suffer. Hence: off by default, on for the
+teacher's own runs.
 """
 
 from __future__ import annotations
