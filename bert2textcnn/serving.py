@@ -52,7 +52,7 @@ class OnnxClassifier:
         self.session = ort.InferenceSession(str(directory / MODEL_FILE), options, providers=["CPUExecutionProvider"])
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        return np.asarray(self.vocab.padded_ids(texts, self.max_length, self.min_length), dtype=np.int64)
+        return self.vocab.padded_array(texts, self.max_length, self.min_length)
 
     def run(self, input_ids: np.ndarray) -> np.ndarray:
         """Probabilities for already encoded texts, (batch, length) int64."""
@@ -61,9 +61,7 @@ class OnnxClassifier:
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """(texts, classes) in input order; computed in batches of texts of similar length."""
         result = np.empty((len(texts), len(self.labels)), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
+        for rows in self.vocab.length_sorted_rows(texts, self.batch_size):
             result[rows] = self.run(self.encode([texts[i] for i in rows]))
         return result
 

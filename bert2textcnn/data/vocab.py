@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
 
 if TYPE_CHECKING:
     import torch
@@ -90,12 +92,23 @@ class Vocab:
         width = max(min_length, *(len(row) for row in ids))
         return [row + [0] * (width - len(row)) for row in ids]
 
+    def padded_array(self, texts: Sequence[str], max_length: int, min_length: int = 1) -> np.ndarray:
+        """``padded_ids`` as a (batch, length) int64 array: what the ONNX student takes."""
+        return np.array(self.padded_ids(texts, max_length, min_length), dtype=np.int64)
+
     def encode_batch(self, texts: Sequence[str], max_length: int, min_length: int = 1) -> torch.Tensor:
-        import numpy as np
         import torch  # here, not at the top: the ONNX classifier reads vocabularies without torch
 
         # Through NumPy: torch.tensor on nested lists costs as much as tokenising them.
-        return torch.from_numpy(np.array(self.padded_ids(texts, max_length, min_length), dtype=np.int64))
+        return torch.from_numpy(self.padded_array(texts, max_length, min_length))
+
+    @staticmethod
+    def length_sorted_rows(texts: Sequence[str], batch_size: int) -> Iterator[list[int]]:
+        """Row indices in batches of texts of similar length, so each batch pads little; callers
+        write each batch's outputs back at these rows to return them in input order."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), batch_size):
+            yield order[start : start + batch_size]
 
     def to_dict(self) -> dict[str, Any]:
         return {"tokens": self.tokens, "kind": self.kind, "lowercase": self.lowercase}

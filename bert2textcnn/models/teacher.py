@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bert2textcnn.data.vocab import lowercase_outside_masks
+from bert2textcnn.data.vocab import Vocab, lowercase_outside_masks
 from bert2textcnn.errors import UserError
 from bert2textcnn.models.textcnn import ModelOutput
 
@@ -107,10 +107,8 @@ class Teacher(nn.Module):
     def logits_for(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
         """Logits for ``texts`` in their order, computed over length-sorted batches: on short
         texts a batch in file order is mostly padding."""
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         logits = torch.empty(len(texts), self.model.config.num_labels)
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
+        for rows in Vocab.length_sorted_rows(texts, batch_size):
             logits[rows] = self(**self.encode([texts[i] for i in rows])).logits.float()
         return logits
 
