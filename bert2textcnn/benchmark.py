@@ -22,6 +22,7 @@ and ``runs/`` (each run's metrics, test-set probabilities and checkpoint).
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import json
 import statistics
@@ -81,6 +82,25 @@ class Run:
     @property
     def label_fraction(self) -> float:
         return self.data.get("label_fraction", 1.0)
+
+
+def settings(run: Run) -> dict[str, Any]:
+    """Every constructor default of the run's scheme and data module, with the run's own options
+    over them: kept in its record, so a run trained under defaults that have changed since is
+    trained again rather than reported as if it were current."""
+    resolved = {"model": defaults(SCHEMES[run.scheme]) | run.hparams, "data": defaults(TextDataModule) | run.data}
+    return json.loads(json.dumps(resolved, default=str))  # as a record read back from disk
+
+
+def defaults(cls: type) -> dict[str, Any]:
+    """Keyword defaults of ``cls.__init__`` and of every base's, the subclass's winning."""
+    found: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        if "__init__" in vars(klass):
+            for name, parameter in inspect.signature(klass.__init__).parameters.items():
+                if parameter.default is not inspect.Parameter.empty:
+                    found[name] = parameter.default
+    return found
 
 
 def plan(
@@ -167,6 +187,7 @@ def train(run: Run, data: BenchmarkData, teacher: str | None, folder: Path, done
     texts = [r.text for r in read_records(data.test_path, data.text_column, data.label_column)]
     return {
         "run": asdict(run),
+        "settings": settings(run),
         "checkpoint": str(checkpoint),
         "train_seconds": seconds,
         "epochs": trainer.current_epoch,
@@ -240,7 +261,8 @@ def run_all(
         where = f"[{number}/{len(runs)}] {run.name} · seed {run.seed}"
         if path.is_file():
             record = json.loads(path.read_text(encoding="utf-8"))
-            if record["run"] != asdict(run):
+            # A record from before settings were kept counts as current.
+            if record["run"] != asdict(run) or record.get("settings", settings(run)) != settings(run):
                 print(f"{where}: trained earlier with other settings, training again", flush=True)
             elif Path(record["checkpoint"]).is_file():
                 done[run.key] = record

@@ -89,3 +89,16 @@ def test_train_false_reports_the_finished_runs_only(report, tiny_teacher, tmp_pa
     assert "training …" not in third and "joint_isolated · seed 0: not trained, left out of the report" in third
     with open(output / "results.csv", encoding="utf-8") as file:
         assert [row["name"] for row in csv.DictReader(file)] == ["teacher", "student", "offline"]
+
+
+def test_a_run_trained_under_other_defaults_is_trained_again(report, tiny_teacher, tmp_path):
+    output = tmp_path / "stale"
+    shutil.copytree(report[0], output)
+    path = output / "runs" / "offline-seed0.json"
+    record = json.loads(path.read_text(encoding="utf-8"))
+    assert record["settings"]["model"]["alpha"] == 0.5  # the default it was trained under
+    record["settings"]["model"]["alpha"] = 0.9  # as if the default had been 0.9 back then
+    path.write_text(json.dumps(record), encoding="utf-8")
+    third = benchmark(output, tiny_teacher, "[offline]", "--speed", "false")
+    assert "offline · seed 0: trained earlier with other settings, training again" in third
+    assert third.count("finished earlier, skipped") == 2 and third.count("training …") == 1
