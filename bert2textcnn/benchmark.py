@@ -209,7 +209,8 @@ def probabilities_on(model: DistillationModule, texts: list[str], batch_size: in
 
 def score(record: dict[str, Any], labels: list[str], targets: torch.Tensor, positive: int, done: dict) -> dict:
     """One row of results.csv: the run's own model (the student; the teacher of a teacher run)
-    in full, the teacher's macro-F1 beside it, and coverage / NFR against the plain student."""
+    in full, the teacher's macro-F1 beside it, and against the plain student of the same seed:
+    coverage, NFR and the macro-F1 difference."""
     run = Run(**record["run"])
     row: dict[str, Any] = {
         "name": run.name,
@@ -218,20 +219,25 @@ def score(record: dict[str, Any], labels: list[str], targets: torch.Tensor, posi
         "label_fraction": run.label_fraction,
     }
     for role, probs in record["probabilities"].items():
-        metrics = ClassificationMetrics(labels)
-        metrics.update(torch.tensor(probs).log(), targets)
-        values = metrics.scalars(metrics.compute(), "")
+        values = classification_scores(probs, labels, targets)
         if role == main_role(record):
             row |= values
         else:
             row[f"{role}_macro_f1"] = values["macro_f1"]
     if run.plain_run:
+        plain = done[run.plain_run]["probabilities"]["student"]
         compatibility = CompatibilityMetrics(positive)
-        old = torch.tensor(done[run.plain_run]["probabilities"]["student"]).log()
-        compatibility.update(torch.tensor(record["probabilities"]["student"]).log(), old, targets)
+        compatibility.update(torch.tensor(record["probabilities"]["student"]).log(), torch.tensor(plain).log(), targets)
         row |= {k: v.item() for k, v in compatibility.compute().items()}
+        row["macro_f1_minus_plain"] = row["macro_f1"] - classification_scores(plain, labels, targets)["macro_f1"]
     seconds, epochs = record["train_seconds"], record["epochs"]
     return row | {"train_seconds": seconds, "epochs": epochs, "seconds_per_epoch": seconds / max(1, epochs)}
+
+
+def classification_scores(probabilities: list, labels: list[str], targets: torch.Tensor) -> dict[str, float]:
+    metrics = ClassificationMetrics(labels)
+    metrics.update(torch.tensor(probabilities).log(), targets)
+    return metrics.scalars(metrics.compute(), "")
 
 
 def main_role(record: dict[str, Any]) -> str:
@@ -318,20 +324,25 @@ def mean(rows: list[dict[str, Any]], name: str, column: str) -> float:
 
 
 def cell(rows: list[dict[str, Any]], name: str, column: str) -> str:
-    """Mean ± std over seeds: scores to 3 decimals, seconds whole."""
+    """Mean ± std over seeds: scores to 3 decimals, seconds whole; a paired difference, ``*_minus_*``,
+    to 4 decimals ± its standard error (std / √seeds)."""
     values = [row[column] for row in rows if row["name"] == name and column in row and row[column] == row[column]]
     if not values:
         return "—"
-    digits = 0 if column.startswith("seconds") else 3
-    average = statistics.fmean(values)
-    return f"{average:.{digits}f}" + (f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else "")
+    paired = "_minus_" in column
+    digits = 0 if column.startswith("seconds") else 4 if paired else 3
+    text = f"{statistics.fmean(values):+.{digits}f}" if paired else f"{statistics.fmean(values):.{digits}f}"
+    if len(values) > 1:
+        spread = statistics.stdev(values) / (len(values) ** 0.5 if paired else 1)
+        text += f" ± {spread:.{digits}f}"
+    return text
 
 
 def report(rows: list[dict[str, Any]], positive: str, speed: dict[str, Any] | None) -> str:
-    columns = ["macro_f1", f"precision_{positive}", f"recall_{positive}", "teacher_macro_f1", "coverage",
-               "negative_flip_rate", "seconds_per_epoch"]  # fmt: skip
-    header = ["run", "seeds", "macro-F1", f"{positive} P", f"{positive} R", "teacher macro-F1", "coverage", "NFR",
-              "s / epoch", "× teacher epoch", "gap closed"]  # fmt: skip
+    columns = ["macro_f1", "macro_f1_minus_plain", f"precision_{positive}", f"recall_{positive}",
+               "teacher_macro_f1", "coverage", "negative_flip_rate", "seconds_per_epoch"]  # fmt: skip
+    header = ["run", "seeds", "macro-F1", "Δ vs plain, paired", f"{positive} P", f"{positive} R",
+              "teacher macro-F1", "coverage", "NFR", "s / epoch", "× teacher epoch", "gap closed"]  # fmt: skip
     lines = [
         "# Benchmark",
         "",
@@ -339,7 +350,9 @@ def report(rows: list[dict[str, Any]], positive: str, speed: dict[str, Any] | No
         "the fine-tuned BERT; every other row is a TextCNN student. coverage / NFR: against the plain "
         "student of the same seed. × teacher epoch: training time per epoch against the teacher's own "
         "fine-tuning; `offline`'s first seed includes the one teacher pass that fills its logits cache. "
-        "gap closed = (student − plain) / (teacher − plain), on macro-F1.",
+        "gap closed = (student − plain) / (teacher − plain), on macro-F1. Δ vs plain, paired: macro-F1 minus "
+        "that of the plain student of the same seed, mean ± standard error over seeds; a difference within "
+        "about two standard errors of 0 is one the seeds alone could make.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -371,5 +384,10 @@ def report(rows: list[dict[str, Any]], positive: str, speed: dict[str, Any] | No
             lines.append(
                 f"| {model} | {row['texts_per_s_b64']:,.0f} | {row['ms_b1_p50']:.3f} | {row['ms_b1_p95']:.3f} |"
             )
-        lines += ["", f"Student / teacher: {speed['ratio_b64']:.0f}× at batch 64, {speed['ratio_b1']:.0f}× at batch 1."]
+        lines += [
+            "",
+            f"Student / teacher: {speed['ratio_b64']:.0f}× at batch 64, {speed['ratio_b1']:.0f}× at batch 1. "
+            f"Student ceiling (its convolutions' multiply-adds as one matrix product per batch): "
+            f"{speed['student_matmul_bound']:,.0f} texts/s.",
+        ]
     return "\n".join(lines) + "\n"

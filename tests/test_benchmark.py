@@ -46,8 +46,12 @@ def test_benchmark_writes_every_file(report):
         rows[0]
     )
     assert 0 <= float(rows[2]["macro_f1"]) <= 1 and rows[3]["teacher_macro_f1"]
+    plain_f1 = float(rows[1]["macro_f1"])  # the same seed's plain student
+    assert float(rows[2]["macro_f1_minus_plain"]) == pytest.approx(float(rows[2]["macro_f1"]) - plain_f1)
+    assert rows[1]["macro_f1_minus_plain"] == ""  # the plain student is not compared with itself
     text = (output / "report.md").read_text(encoding="utf-8")
-    assert "| offline | 1 |" in text and "gap closed" in text and "## Speed" in text
+    assert "| offline | 1 |" in text and "gap closed" in text and "Δ vs plain, paired" in text
+    assert "## Speed" in text and "Student ceiling" in text
 
 
 def test_second_call_trains_only_new_runs(report):
