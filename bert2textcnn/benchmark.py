@@ -262,14 +262,18 @@ def run_all(
     test = read_records(data.test_path, data.text_column, data.label_column)  # a bad file stops us before training
     folder = Path(output)
     done: dict[str, dict[str, Any]] = {}
+    trained_now: set[str] = set()
     for number, run in enumerate(runs, start=1):
         path = folder / "runs" / f"{run.key}.json"
         where = f"[{number}/{len(runs)}] {run.name} · seed {run.seed}"
         if path.is_file():
             record = json.loads(path.read_text(encoding="utf-8"))
+            retrained_inputs = sorted({run.teacher_run, run.plain_run} & trained_now)
             # A record from before settings were kept counts as current.
             if record["run"] != asdict(run) or record.get("settings", settings(run)) != settings(run):
                 print(f"{where}: trained earlier with other settings, training again", flush=True)
+            elif retrained_inputs:
+                print(f"{where}: {', '.join(retrained_inputs)} trained again since, training again", flush=True)
             elif Path(record["checkpoint"]).is_file():
                 done[run.key] = record
                 print(f"{where}: finished earlier, skipped", flush=True)
@@ -279,6 +283,7 @@ def run_all(
             continue
         print(f"{where}: training …", flush=True)
         done[run.key] = train(run, data, teacher, folder, done)
+        trained_now.add(run.key)
         atomic_write_text(path, json.dumps(done[run.key]))
         print(f"{where}: done in {done[run.key]['train_seconds']:.0f} s", flush=True)
     finished = [run for run in runs if run.key in done]

@@ -106,3 +106,12 @@ def test_a_run_trained_under_other_defaults_is_trained_again(report, tiny_teache
     third = benchmark(output, tiny_teacher, "[offline]", "--speed", "false")
     assert "offline · seed 0: trained earlier with other settings, training again" in third
     assert third.count("finished earlier, skipped") == 2 and third.count("training …") == 1
+
+
+def test_runs_built_on_a_retrained_teacher_are_trained_again(report, tiny_teacher, tmp_path):
+    output = tmp_path / "new_teacher"
+    shutil.copytree(report[0], output)
+    (output / "runs" / "teacher-seed0.json").unlink()
+    third = benchmark(output, tiny_teacher, "[offline]", "--speed", "false")
+    assert "teacher · seed 0: training …" in third and "student · seed 0: finished earlier, skipped" in third
+    assert "offline · seed 0: teacher-seed0 trained again since, training again" in third
