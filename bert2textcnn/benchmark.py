@@ -9,7 +9,8 @@ and reused by every seed: `offline` reads it through its logits cache, `multi_te
 frozen beside its historical model. Each seed trains the plain `student`: the baseline, and the
 "production" model that `multi_teacher` learns from and every student is compared with
 (coverage, negative flip rate).
-Every run trains for the same epochs and is scored after its last one — no checkpoint selection,
+Every run trains for the same epochs (the full-label teacher may take fewer: ``--teacher_epochs``,
+for data sets where one BERT epoch costs the better part of an hour) and is scored after its last one — no checkpoint selection,
 so the test file is read once, after training. ``--label_fraction`` adds a low-label scenario: a
 teacher and a plain student on that stratified share of the labels, and `offline` students that
 also learn the rest of the training file as unlabelled text (soft targets; hard pseudo-labels).
@@ -37,6 +38,7 @@ import torch
 
 from bert2textcnn.benchmark_figures import draw_all
 from bert2textcnn.checkpoint import project_record
+from bert2textcnn.data.augment import Augmentation
 from bert2textcnn.data.datamodule import TextDataModule, demo_path
 from bert2textcnn.data.records import Record, read_records
 from bert2textcnn.errors import UserError
@@ -92,6 +94,18 @@ def settings(run: Run) -> dict[str, Any]:
     return json.loads(json.dumps(resolved, default=str))  # as a record read back from disk
 
 
+def same_settings(recorded: dict[str, Any] | None, current: dict[str, Any]) -> bool:
+    """Whether a finished run was trained under today's settings. A record from before settings
+    were kept counts as current, and so does one that lacks an option added since: a new option's
+    default keeps the old behaviour, so a teacher is not fine-tuned again for an unrelated option."""
+    if recorded is None:
+        return True
+    return all(
+        {k: v for k, v in current[group].items() if k in recorded.get(group, {})} == recorded.get(group, {})
+        for group in current
+    )
+
+
 def defaults(cls: type) -> dict[str, Any]:
     """Keyword defaults of ``cls.__init__`` and of every base's, the subclass's winning."""
     found: dict[str, Any] = {}
@@ -113,19 +127,23 @@ def plan(
     historical_weight: float = 0.3,
     model: dict[str, Any] | None = None,
     teacher_length_grouping: int = 4,
+    distilled_data: dict[str, Any] | None = None,
+    teacher_epochs: int | None = None,
 ) -> list[Run]:
     """Every run, each after the runs it builds on. ``model`` overrides the distilled runs'
-    hyper-parameters and is shown in their names, so variants share a folder with the teacher
-    and the plain students they are compared with.
+    hyper-parameters and ``distilled_data`` their data-module options (e.g. an augmented transfer
+    set); both show in the runs' names, so variants share a folder with the teacher and the plain
+    students they are compared with.
 
     The schemes that train a BERT beside the student take most of the time: they come last,
     seed by seed, so an interrupted benchmark already holds every other row for every seed."""
-    overrides = dict(model or {})
-    variant = " (" + ", ".join(f"{k}={v}" for k, v in overrides.items()) + ")" if overrides else ""
+    overrides, data_overrides = dict(model or {}), dict(distilled_data or {})
+    shown = overrides | data_overrides
+    variant = " (" + ", ".join(f"{k}={v}" for k, v in shown.items()) + ")" if shown else ""
     if unknown := sorted(set(schemes) - set(DISTILLED)):
         raise UserError(f"--schemes: unknown {unknown}; choose from {DISTILLED}, or all")
     teacher_data = {"length_grouping": teacher_length_grouping}
-    teacher = Run("teacher", "teacher", 0, teacher_data, epochs=epochs)
+    teacher = Run("teacher", "teacher", 0, teacher_data, epochs=teacher_epochs or epochs)
     runs = [teacher]
     for seed in range(seeds):
         plain = Run("student", "student", seed, epochs=epochs)
@@ -133,7 +151,9 @@ def plan(
         for scheme in schemes:
             hparams = {"historical_weights": [historical_weight]} if scheme == "multi_teacher" else {}
             teacher_run = teacher.key if scheme in ("offline", "multi_teacher") else None
-            runs.append(Run(scheme + variant, scheme, seed, {}, hparams | overrides, teacher_run, plain.key, epochs))
+            runs.append(
+                Run(scheme + variant, scheme, seed, data_overrides, hparams | overrides, teacher_run, plain.key, epochs)
+            )
     if label_fraction is not None:
         share = f"{label_fraction:.0%}"
         for seed in range(seeds):
@@ -161,7 +181,10 @@ def train(run: Run, data: BenchmarkData, teacher: str | None, folder: Path, done
     scheme = SCHEMES[run.scheme]
     shared = {k: v for k, v in asdict(data).items() if k != "test_path"}
     # The test file doubles as a validation file that is never evaluated (limit_val_batches=0).
-    datamodule = TextDataModule(**shared, val_path=data.test_path, learn_from_unlabeled=scheme.distils, **run.data)
+    options = dict(run.data)
+    if isinstance(options.get("augment"), dict):
+        options["augment"] = Augmentation(**options["augment"])
+    datamodule = TextDataModule(**shared, val_path=data.test_path, learn_from_unlabeled=scheme.distils, **options)
     hparams = {"teacher": teacher, **run.hparams}
     if run.teacher_run:  # offline through its logits cache; multi_teacher with the BERT frozen
         hparams["teacher_checkpoint"] = done[run.teacher_run]["checkpoint"]
@@ -269,8 +292,7 @@ def run_all(
         if path.is_file():
             record = json.loads(path.read_text(encoding="utf-8"))
             retrained_inputs = sorted({run.teacher_run, run.plain_run} & trained_now)
-            # A record from before settings were kept counts as current.
-            if record["run"] != asdict(run) or record.get("settings", settings(run)) != settings(run):
+            if record["run"] != asdict(run) or not same_settings(record.get("settings"), settings(run)):
                 print(f"{where}: trained earlier with other settings, training again", flush=True)
             elif retrained_inputs:
                 print(f"{where}: {', '.join(retrained_inputs)} trained again since, training again", flush=True)

@@ -91,6 +91,8 @@ def benchmark(
     threads: int = 2,
     train: bool = True,
     teacher_length_grouping: int = 4,
+    distilled_data: dict[str, Any] | None = None,
+    teacher_epochs: int | None = None,
 ) -> None:
     """Train the teacher, the plain student and every scheme for each seed; write a report folder.
 
@@ -118,11 +120,15 @@ def benchmark(
             runs alone (the teacher's must be one), e.g. while another call is still training.
         teacher_length_grouping: ``--data.length_grouping`` of the runs that fine-tune BERT
             alone; the other runs shuffle plainly (grouping costs a TextCNN accuracy).
+        distilled_data: Data options (``--data.*`` of ``fit``) for every distilled run, e.g. a
+            transfer set at full labels: ``'{augment: {copies: 10}}'``. Shown in their names.
+        teacher_epochs: Epochs of the full-label teacher that ``offline`` and ``multi_teacher``
+            distil (default: ``epochs``); the joint schemes train theirs for ``epochs``.
     """
     chosen = DISTILLED if schemes == "all" else list(schemes)
     runs = plan(
         chosen, seeds, epochs, label_fraction, low_label_epochs, low_label_teacher_lr, historical_weight, model,
-        teacher_length_grouping,
+        teacher_length_grouping, distilled_data, teacher_epochs,
     )  # fmt: skip
     run_all(data or BenchmarkData(), output, runs, teacher, speed, threads, train)
 

@@ -59,6 +59,7 @@ class StudentTargets:
     temperature: float = 1.0
     pseudo_label_threshold: float | None = None  # None: soft targets on unlabelled rows; else hard ones
     trust_labels: bool = True  # labelled rows where the teacher's top class is wrong learn CE alone
+    kd_scale: float = 1.0  # KDSchedule's factor: α·kd_scale on labelled rows, the teacher's target × it elsewhere
 
 
 def student_loss(
@@ -88,10 +89,11 @@ def student_objective(
     - unlabelled row, hard target:  CE(s, ŷ) with ŷ = ``pseudo``; no term where ŷ is ``UNLABELED``
 
     KD is T²·KL(``soft_target`` ‖ softmax(s/T)); the soft target may mix several teachers. With
-    every row labelled this is the familiar α·KD + (1 − α)·CE. Each part is also returned as the
-    mean over its own rows (when the batch has any), for the logs.
+    every row labelled this is the familiar α·KD + (1 − α)·CE. ``kd_scale`` < 1 (a teacher still
+    warming up) scales α and the unlabelled rows' loss: at 0 the student learns its labels alone.
+    Each part is also returned as the mean over its own rows (when the batch has any), for the logs.
     """
-    alpha, temperature = targets.alpha, targets.temperature
+    alpha, temperature = targets.alpha * targets.kd_scale, targets.temperature
     labelled = labels != UNLABELED
     unlabelled = ~labelled
     kd = kd_per_row(student_logits, soft_target, temperature)
@@ -119,7 +121,7 @@ def student_objective(
         if labelled.any():
             terms["teacher_disagrees"] = teacher_wrong[labelled].float().mean()
     labelled_loss = kd_weight * kd + (1 - kd_weight) * ce
-    per_row = torch.where(labelled, labelled_loss, unlabelled_loss)
+    per_row = torch.where(labelled, labelled_loss, targets.kd_scale * unlabelled_loss)
     terms["loss_student"] = (per_row * counted).sum() / counted.sum().clamp(min=1)
     return terms
 

@@ -19,6 +19,9 @@ OBJECTIVE = {
 
 
 def build(scheme: str, teacher, data_paths, **hparams):
+    # KD from the first batch: these tests are about where its gradients go (the untrained tiny
+    # teacher would keep the gate shut); the gate and the ramp have tests of their own below.
+    hparams.setdefault("teacher_gate", None)
     L.seed_everything(7, verbose=False)
     data = TextDataModule(str(data_paths["train"]), str(data_paths["val"]), batch_size=16)
     model = SCHEMES[scheme](
@@ -157,3 +160,61 @@ def test_student_scheme_has_no_teacher(tiny_teacher, small_data):
     student.configure_model()
     assert student.teacher is None
     assert set(student.trained_modules()) == {"student"}
+
+
+def held_shut(model):
+    """The teacher gate kept closed, whatever the teacher scores: KD's zero phase."""
+    model.kd_schedule.opened_at = None
+    model.kd_schedule.observe = lambda *args: None
+    return model
+
+
+@pytest.mark.parametrize("scheme", sorted(OBJECTIVE))
+def test_while_the_gate_is_shut_the_student_learns_its_labels_alone(scheme, tiny_teacher, small_data):
+    model, batch = first_batch(scheme, tiny_teacher, small_data, teacher_gate=0.05, alpha=0.7)
+    terms = held_shut(model).loss_terms(batch)
+    assert terms["kd_weight"].item() == 0.0
+    s, y = model.student_logits(batch), batch["label"]
+    by_hand = F.cross_entropy(s, y)  # no KD term at all: its gradient into the student is zero
+    for got, want in zip(grads(terms[OBJECTIVE[scheme]["student"]], model.student), grads(by_hand, model.student),
+                         strict=True):  # fmt: skip
+        assert torch.allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("scheme", ["joint_isolated", "joint_coupled"])
+def test_while_the_gate_is_shut_the_teacher_learns_its_labels_alone(scheme, tiny_teacher, small_data):
+    """joint_isolated's teacher never sees the student; joint_coupled's β·KD waits with the student's."""
+    coupling = {"beta": 1.0} if scheme == "joint_coupled" else {}
+    model, batch = first_batch(scheme, tiny_teacher, small_data, teacher_gate=0.05, **coupling)
+    terms = held_shut(model).loss_terms(batch)
+    by_hand = F.cross_entropy(model.teacher_logits(batch), batch["label"])
+    for got, want in zip(grads(terms["loss_teacher"], model.teacher), grads(by_hand, model.teacher), strict=True):
+        assert (got is None and want is None) or torch.allclose(got, want, atol=1e-6)
+    assert all(g is None for g in grads(terms["loss_teacher"], model.student))
+
+
+def test_joint_isolated_teacher_gradient_is_the_same_with_the_gate_open_or_shut(tiny_teacher, small_data):
+    shut, batch = first_batch("joint_isolated", tiny_teacher, small_data, teacher_gate=0.05)
+    opened, _ = first_batch("joint_isolated", tiny_teacher, small_data, teacher_gate=None)
+    shut_terms, open_terms = held_shut(shut).loss_terms(batch), opened.loss_terms(batch)
+    assert shut_terms["kd_weight"].item() == 0.0 and open_terms["kd_weight"].item() == 1.0
+    assert not torch.equal(shut_terms["loss_student"], open_terms["loss_student"])
+    for a, b in zip(grads(shut_terms["loss_teacher"], shut.teacher), grads(open_terms["loss_teacher"], opened.teacher),
+                    strict=True):  # fmt: skip
+        assert (a is None and b is None) or torch.allclose(a, b, atol=1e-6)
+
+
+def test_a_ramp_scales_alpha_between_zero_and_full(tiny_teacher, small_data):
+    alpha, temperature = 0.6, 1.0
+    model, batch = first_batch("joint_isolated", tiny_teacher, small_data, teacher_gate=None, alpha=alpha,
+                               kd_warmup=0.5, trust_labels=False)  # fmt: skip
+    model.run_batches = 8  # the ramp spans 4 batches: factor 1/4 at the first
+    terms = model.loss_terms(batch)
+    assert terms["kd_weight"].item() == pytest.approx(0.25)
+    s, t, y = model.student_logits(batch), model.teacher_logits(batch).detach(), batch["label"]
+    p_t = F.softmax(t / temperature, -1)
+    kd = (p_t * (p_t.log() - F.log_softmax(s / temperature, -1))).sum(-1)
+    weight = alpha * 0.25
+    by_hand = (weight * kd + (1 - weight) * F.cross_entropy(s, y, reduction="none")).mean()
+    for got, want in zip(grads(terms["loss_student"], model.student), grads(by_hand, model.student), strict=True):
+        assert torch.allclose(got, want, atol=1e-6)

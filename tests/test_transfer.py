@@ -210,7 +210,7 @@ def test_multi_teacher_pseudo_labels_follow_the_mix_of_teachers(small_data):
     data = TextDataModule(str(small_data["train"]), str(small_data["val"]))
     model = SCHEMES["multi_teacher"](
         labels=data.labels, vocab=data.vocab, historical=["old.csv"], historical_weights=[0.4],
-        unlabeled_target="hard", temperature=2.0,
+        unlabeled_target="hard", temperature=2.0, teacher_gate=None,
     )  # fmt: skip
     bert = torch.tensor([[math.log(0.7), math.log(0.3)]])  # BERT: class 0 at 0.7
     old = torch.tensor([[math.log(0.01), math.log(0.99)]])  # old model: class 1 at 0.99

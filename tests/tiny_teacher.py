@@ -6,13 +6,21 @@ from pathlib import Path
 
 
 def save_tiny_teacher(directory: Path, texts: list[str]) -> Path:
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+    import json
+
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
     chars = sorted({c for text in texts for c in text.lower() if not c.isspace()})
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "vocab.txt").write_text("\n".join(specials + chars) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), do_lower_case=False)
+    # Loaded from the folder, as a real teacher is: `BertTokenizerFast(vocab_file=…)` silently ignores
+    # the file under transformers 5 and maps every character to [UNK].
+    config_file = directory / "tokenizer_config.json"
+    config_file.write_text(json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": False}), encoding="utf-8")
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    if tokenizer.tokenize(chars[-1]) != [chars[-1]]:
+        raise RuntimeError(f"the tiny teacher's tokenizer does not know its own vocabulary ({directory})")
     tokenizer.save_pretrained(directory)
     config = BertConfig(
         vocab_size=len(specials) + len(chars),

@@ -208,6 +208,11 @@ class TextDataModule(L.LightningDataModule):
         """Every training text in row-index order: labelled rows first, then unlabelled ones."""
         return [r.text for r in self.labelled_train_records()] + self.unlabeled_texts()
 
+    def texts_and_labels(self, split: str) -> tuple[list[str], torch.Tensor]:
+        """A labelled split's texts and label ids, in file order (to score a model on it whole)."""
+        rows = self._rows(self._read(split))
+        return [row["text"] for row in rows], torch.tensor([row["label"] for row in rows], dtype=torch.long)
+
     def _rows(self, records: list[Record]) -> list[dict[str, Any]]:
         label_ids = {label: i for i, label in enumerate(self.labels)}
         return [{"text": r.text, "label": label_ids.get(r.label, UNLABELED), "index": i} for i, r in enumerate(records)]

@@ -23,6 +23,7 @@ from bert2textcnn.losses import StudentTargets
 from bert2textcnn.metrics import ClassificationMetrics, CompatibilityMetrics
 from bert2textcnn.models.teacher import Teacher
 from bert2textcnn.models.textcnn import student_from_hparams
+from bert2textcnn.teacher_gate import KDSchedule, check_teacher
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ class DistillationModule(L.LightningModule):
         unlabeled_target: Literal["soft", "hard"] = "soft",
         pseudo_label_threshold: float = 0.0,
         trust_labels: bool = True,
+        kd_warmup: float = 0.0,
+        teacher_gate: float | None = 0.05,
         teacher: str | None = None,
         teacher_lowercase: bool | None = None,
         embedding_dim: int = 128,
@@ -80,6 +83,16 @@ class DistillationModule(L.LightningModule):
             trust_labels: On a labelled row whose label the teacher gets wrong, learn the label
                 alone (CE) instead of α·KD + (1−α)·CE, so the teacher's mistakes — and a joint
                 teacher's early guesses — are not distilled.
+            kd_warmup: Share of the run's batches over which the KD weight ramps linearly from 0
+                to α (and unlabelled rows' loss from 0 to full; in ``joint_coupled`` the teacher-side
+                β·KD too), starting when the teacher gate opens. While it is 0 the student learns
+                the labels alone and no KD gradient reaches it. 0: full weight at once.
+            teacher_gate: A teacher must beat a constant guess by this much balanced accuracy
+                (mean per-class recall; a constant guess scores 1/C) before it teaches. A frozen
+                teacher (``offline``, ``multi_teacher`` with a checkpoint) is checked on validation
+                before training and the run stops if it fails; a teacher that trains beside the
+                student is watched on each batch before its update, and KD (both directions) waits
+                until it passes. ``null``: no gate.
             teacher: Local Hugging Face BERT directory; default: the bundled m3e-small.
             teacher_lowercase: Lowercase text for the teacher's tokenizer. Default: on when
                 its vocabulary knows only lowercase Latin letters (true of m3e-small).
@@ -121,6 +134,9 @@ class DistillationModule(L.LightningModule):
         self.positive_index = self._positive_index(positive_label)
         self.compatibility = nn.ModuleDict({s: CompatibilityMetrics(self.positive_index) for s in ("val", "test")})
         self.reference: HistoricalModel | None = None  # loaded in setup, when there is one
+        gate = teacher_gate if self.teacher_learns_jointly else None  # a frozen teacher is checked once instead
+        self.kd_schedule = KDSchedule(len(self.labels), kd_warmup, gate)
+        self.run_batches: int | None = None  # set with the optimizers, for the KD ramp
 
     def _positive_index(self, positive_label: str | None) -> int:
         if positive_label is None:
@@ -135,6 +151,17 @@ class DistillationModule(L.LightningModule):
         return [r for r, present in (("student", self.has_student), ("teacher", self.has_teacher)) if present]
 
     @property
+    def teacher_learns_jointly(self) -> bool:
+        """Whether a BERT teacher trains beside the student (its KD then waits for the gate)."""
+        return self.has_teacher and self.has_student
+
+    @property
+    def kd_factor(self) -> float:
+        """The KD schedule's factor at this batch (``--model.kd_warmup``, ``--model.teacher_gate``)."""
+        batches_done = self.global_step // self.optimizer_steps_per_batch
+        return self.kd_schedule.factor(batches_done, self.run_batches)
+
+    @property
     def student_targets(self) -> StudentTargets:
         hard = self.hparams.unlabeled_target == "hard"
         return StudentTargets(
@@ -142,7 +169,26 @@ class DistillationModule(L.LightningModule):
             self.hparams.temperature,
             self.hparams.pseudo_label_threshold if hard else None,
             self.hparams.trust_labels,
+            self.kd_factor,
         )
+
+    def watch_teacher(self, teacher_logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Let the gate see the jointly trained teacher's logits before its update; terms for the logs."""
+        batches_done = self.global_step // self.optimizer_steps_per_batch
+        self.kd_schedule.observe(teacher_logits, labels, batches_done)
+        return {
+            "kd_weight": torch.tensor(self.kd_factor),
+            "teacher_balanced_accuracy": torch.tensor(self.kd_schedule.teacher_score),
+        }
+
+    def check_frozen_teacher(self, logits: torch.Tensor, labels: torch.Tensor, source: str) -> None:
+        """Stop before training when a frozen teacher is no better than a constant guess on validation."""
+        if self.hparams.teacher_gate is None:
+            log.info("Teacher gate off: %s is distilled unchecked", source)
+            return
+        score = check_teacher(logits, labels, len(self.labels), self.hparams.teacher_gate, source)
+        log.info("Teacher %s: balanced accuracy %.3f on validation (a constant guess: %.3f)",
+                 source, score, 1 / len(self.labels))  # fmt: skip
 
     def reference_source(self) -> str | None:
         """The old model the student is compared with (``--model.compare_to``)."""
@@ -267,7 +313,8 @@ class DistillationModule(L.LightningModule):
         lrs = {"student": self.hparams.student_lr, "teacher": self.hparams.teacher_lr}
         modules = self.trained_modules()
         per_optimizer = [[role] for role in modules] if self.separate_optimizers else [list(modules)]
-        schedule = _warmup_then_decay(self.training_batches(), self.hparams.warmup_ratio)
+        self.run_batches = self.training_batches()
+        schedule = _warmup_then_decay(self.run_batches, self.hparams.warmup_ratio)
         configs = []
         for roles in per_optimizer:
             groups = [{"params": modules[r].parameters(), "lr": lrs[r], "name": r} for r in roles]
@@ -385,8 +432,11 @@ class DistillationModule(L.LightningModule):
             "vocab": self.vocab.to_dict(),
             "max_length": self.max_length,
         }
+        checkpoint["kd_schedule"] = self.kd_schedule.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "kd_schedule" in checkpoint:  # absent from checkpoints written before the schedule existed
+            self.kd_schedule.load_state_dict(checkpoint["kd_schedule"])
         if self.teacher is None:  # predicting with the student only: the teacher was not built
             state = checkpoint["state_dict"]
             for key in [k for k in state if k.startswith("teacher.")]:

@@ -19,7 +19,9 @@ class JointCoupledScheme(JointIsolatedScheme):
     def __init__(self, beta: float = 1.0, **kwargs: Any) -> None:
         """
         Args:
-            beta: Weight β of the student's soft-label loss in the teacher's objective.
+            beta: Weight β of the student's soft-label loss in the teacher's objective. It follows
+                the same schedule as the student's KD (``teacher_gate``, ``kd_warmup``): 0 until
+                the gate opens, so an untrained student does not pull the teacher either.
         """
         super().__init__(**kwargs)
 
@@ -28,4 +30,5 @@ class JointCoupledScheme(JointIsolatedScheme):
     ) -> dict[str, torch.Tensor]:
         terms = super().teacher_loss_terms(teacher_logits, detached_student_logits, labels)
         kd = kd_loss(detached_student_logits, teacher_logits, self.hparams.temperature)
-        return {**terms, "loss_kd_teacher": kd, "loss_teacher": terms["loss_teacher"] + self.hparams.beta * kd}
+        beta = self.hparams.beta * self.kd_factor  # a student still learning its labels does not pull the teacher
+        return {**terms, "loss_kd_teacher": kd, "loss_teacher": terms["loss_teacher"] + beta * kd}

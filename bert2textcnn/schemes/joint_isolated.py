@@ -1,7 +1,9 @@
 """`joint_isolated` (方案2): teacher and student train together, each batch, with two optimizers.
 
 The teacher learns from the labels only; the student learns α·KD(s, t.detach()) + (1−α)·CE(s, y).
-Detaching t is the isolation: nothing the student does moves the teacher. Manual optimisation
+Detaching t is the isolation: nothing the student does moves the teacher. The student's KD waits
+for the teacher to beat a constant guess (``--model.teacher_gate``) and may ramp in
+(``--model.kd_warmup``), so it does not learn a half-trained teacher's early guesses. Manual optimisation
 (as in Lightning's GAN example) lets each model keep its own optimizer, learning rate and schedule.
 """
 
@@ -37,9 +39,10 @@ class JointIsolatedScheme(DistillationModule):
         labels = batch["label"]
         teacher_logits = self.teacher_logits(batch)
         student_logits = self.student_logits(batch)
+        gate_terms = self.watch_teacher(teacher_logits, labels)  # before either loss reads the KD factor
         teacher_terms = self.teacher_loss_terms(teacher_logits, student_logits.detach(), labels)
         student_terms = self.student_loss_terms(student_logits, teacher_logits.detach(), batch)
-        return {**teacher_terms, **student_terms}
+        return {**gate_terms, **teacher_terms, **student_terms}
 
     def student_loss_terms(
         self, student_logits: torch.Tensor, detached_teacher_logits: torch.Tensor, batch: dict[str, Any]

@@ -88,8 +88,20 @@ class MultiTeacherScheme(JointIsolatedScheme):
         teacher = load_trained_teacher(self.hparams.teacher_checkpoint, self.labels, self.max_length)
         return teacher.requires_grad_(False)
 
+    @property
+    def teacher_learns_jointly(self) -> bool:
+        return not self.teacher_is_frozen
+
     def trained_modules(self) -> dict[Role, nn.Module]:
         return {"student": self.student} if self.teacher_is_frozen else super().trained_modules()
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        if self.teacher_is_frozen:
+            texts, labels = self.trainer.datamodule.texts_and_labels("val")
+            with torch.no_grad():
+                logits = self.teacher.eval().logits_for(texts, self.trainer.datamodule.batch_size)
+            self.check_frozen_teacher(logits, labels, self.hparams.teacher_checkpoint)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         if self.teacher_is_frozen:

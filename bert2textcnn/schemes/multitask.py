@@ -24,5 +24,6 @@ class MultitaskScheme(DistillationModule):
         labels = batch["label"]
         teacher_logits = self.teacher_logits(batch)
         ce_teacher = labelled_ce(teacher_logits, labels)
+        gate_terms = self.watch_teacher(teacher_logits, labels)
         terms = student_loss(self.student_logits(batch), teacher_logits, labels, self.student_targets)
-        return {"loss_ce_teacher": ce_teacher, **terms, "loss": ce_teacher + terms["loss_student"]}
+        return {"loss_ce_teacher": ce_teacher, **gate_terms, **terms, "loss": ce_teacher + terms["loss_student"]}

@@ -47,14 +47,16 @@ class OfflineScheme(DistillationModule):
     def setup(self, stage: str) -> None:
         super().setup(stage)
         if stage == "fit":
-            texts = self.trainer.datamodule.train_texts()
-            args = (texts, self.hparams.teacher_checkpoint, self.labels, self.max_length, Path(self.hparams.cache_dir))
+            data = self.trainer.datamodule
+            val_texts, val_labels = data.texts_and_labels("val")
+            where = (self.hparams.teacher_checkpoint, self.labels, self.max_length, Path(self.hparams.cache_dir))
             # Several processes (DDP): the first builds the cache, the others wait, then read it.
             if self.trainer.is_global_zero:
-                self.cached_logits = teacher_logits_cache(*args)
+                self.check_frozen_teacher(teacher_logits_cache(val_texts, *where), val_labels, where[0])
+                self.cached_logits = teacher_logits_cache(data.train_texts(), *where)
             self.trainer.strategy.barrier("teacher logits cache")
             if not self.trainer.is_global_zero:
-                self.cached_logits = teacher_logits_cache(*args)
+                self.cached_logits = teacher_logits_cache(data.train_texts(), *where)
 
     def loss_terms(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         teacher_logits = self.cached_logits[batch["index"].cpu()].to(batch["index"].device)
