@@ -10,10 +10,11 @@ frozen beside its historical model. Each seed trains the plain `student`: the ba
 "production" model that `multi_teacher` learns from and every student is compared with
 (coverage, negative flip rate).
 Every run trains for the same epochs (the full-label teacher may take fewer: ``--teacher_epochs``,
-for data sets where one BERT epoch costs the better part of an hour) and is scored after its last one — no checkpoint selection,
-so the test file is read once, after training. ``--label_fraction`` adds a low-label scenario: a
-teacher and a plain student on that stratified share of the labels, and `offline` students that
-also learn the rest of the training file as unlabelled text (soft targets; hard pseudo-labels).
+for data sets where one BERT epoch costs the better part of an hour) and is scored after its last
+one — no checkpoint selection, so the test file is read once, after training.
+``--label_fraction`` adds a low-label scenario: a teacher and a plain student on that stratified
+share of the labels, and `offline` students that also learn the rest of the training file as
+unlabelled text (soft targets; hard pseudo-labels).
 
 The folder gets ``results.csv`` (a row per run), ``report.md`` (mean ± std per run name, and the
 share of the plain → teacher gap each closes), ``macro_f1.png``, ``pr_curves.png``, ``speed.png``

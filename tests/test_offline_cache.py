@@ -32,7 +32,7 @@ def test_second_run_reuses_cache_without_loading_the_teacher(
     caplog.set_level(logging.INFO, logger="bert2textcnn")
     data = TextDataModule(str(small_data["train"]), str(small_data["val"]), batch_size=16)
     first, _ = fit("offline", data, tmp_path, teacher_checkpoint=teacher_checkpoint, cache_dir=str(tmp_path / "cache"))
-    assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 2  # training texts, and validation for the teacher gate
     assert first.cached_logits.shape == (len(data.train_texts()), 2)
 
     def no_teacher(*args, **kwargs):

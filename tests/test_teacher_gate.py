@@ -64,7 +64,7 @@ def test_without_a_gate_kd_starts_at_once():
 
 @pytest.mark.parametrize(("warmup", "gate"), [(-0.1, None), (1.5, None), (0.0, 0.5), (0.0, -0.1)])
 def test_bad_schedule_options_are_refused(warmup, gate):
-    with pytest.raises(UserError, match="kd_warmup|teacher_gate"):
+    with pytest.raises(UserError, match=r"kd_warmup|teacher_gate"):
         KDSchedule(2, warmup, gate)
 
 
@@ -91,7 +91,7 @@ def fit(scheme: str, small_data, tmp_path, **hparams) -> L.LightningModule:
 
 
 def test_offline_refuses_a_teacher_that_guesses_one_class(useless_teacher, small_data, tmp_path):
-    with pytest.raises(UserError, match="no better than a constant guess.*teacher_lr"):
+    with pytest.raises(UserError, match=r"no better than a constant guess.*teacher_lr"):
         fit("offline", small_data, tmp_path, teacher_checkpoint=useless_teacher, cache_dir=str(tmp_path / "cache"))
     model = fit("offline", small_data, tmp_path, teacher_checkpoint=useless_teacher, cache_dir=str(tmp_path / "c2"),
                 teacher_gate=None)  # fmt: skip

@@ -109,7 +109,7 @@ def teacher_logits_cache(
         if cached is not None:
             log.info("Reusing cached teacher logits %s", path)
             return cached
-    log.info("Computing teacher logits over %d training texts (cached to %s)", len(texts), path)
+    log.info("Computing teacher logits over %d texts (cached to %s)", len(texts), path)
     logits = load_trained_teacher(checkpoint, labels, max_length).logits_for(texts, batch_size)
     atomic_write(path, lambda tmp: torch.save(logits, tmp))
     return logits
