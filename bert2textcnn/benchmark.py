@@ -130,6 +130,7 @@ def plan(
     teacher_length_grouping: int = 4,
     distilled_data: dict[str, Any] | None = None,
     teacher_epochs: int | None = None,
+    teacher_model: dict[str, Any] | None = None,
 ) -> list[Run]:
     """Every run, each after the runs it builds on. ``model`` overrides the distilled runs'
     hyper-parameters and ``distilled_data`` their data-module options (e.g. an augmented transfer
@@ -144,7 +145,7 @@ def plan(
     if unknown := sorted(set(schemes) - set(DISTILLED)):
         raise UserError(f"--schemes: unknown {unknown}; choose from {DISTILLED}, or all")
     teacher_data = {"length_grouping": teacher_length_grouping}
-    teacher = Run("teacher", "teacher", 0, teacher_data, epochs=teacher_epochs or epochs)
+    teacher = Run("teacher", "teacher", 0, teacher_data, dict(teacher_model or {}), epochs=teacher_epochs or epochs)
     runs = [teacher]
     for seed in range(seeds):
         plain = Run("student", "student", seed, epochs=epochs)

@@ -93,6 +93,7 @@ def benchmark(
     teacher_length_grouping: int = 4,
     distilled_data: dict[str, Any] | None = None,
     teacher_epochs: int | None = None,
+    teacher_model: dict[str, Any] | None = None,
 ) -> None:
     """Train the teacher, the plain student and every scheme for each seed; write a report folder.
 
@@ -124,11 +125,13 @@ def benchmark(
             transfer set at full labels: ``'{augment: {copies: 10}}'``. Shown in their names.
         teacher_epochs: Epochs of the full-label teacher that ``offline`` and ``multi_teacher``
             distil (default: ``epochs``); the joint schemes train theirs for ``epochs``.
+        teacher_model: Hyper-parameters of that teacher (``--model.*`` of ``fit --scheme
+            teacher``), e.g. ``'{teacher_lr: 1e-4}'``.
     """
     chosen = DISTILLED if schemes == "all" else list(schemes)
     runs = plan(
         chosen, seeds, epochs, label_fraction, low_label_epochs, low_label_teacher_lr, historical_weight, model,
-        teacher_length_grouping, distilled_data, teacher_epochs,
+        teacher_length_grouping, distilled_data, teacher_epochs, teacher_model,
     )  # fmt: skip
     run_all(data or BenchmarkData(), output, runs, teacher, speed, threads, train)
 

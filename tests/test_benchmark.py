@@ -17,8 +17,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def benchmark(output: Path, teacher: Path, schemes: str, *extra: str) -> str:
+    # The tiny teacher learns something in 4 epochs at a high rate; a constant guess would be
+    # stopped by the teacher gate.
+    teacher_options = ["--teacher_epochs", "4", "--teacher_model", "{teacher_lr: 3e-3, warmup_ratio: 0.0}"]
     args = ["benchmark", "--output", str(output), "--schemes", schemes, "--seeds", "1", "--epochs", "1",
-            "--teacher", str(teacher), "--data.max_length", "48", *extra]  # fmt: skip
+            "--teacher", str(teacher), "--data.max_length", "48", *teacher_options, *extra]  # fmt: skip
     result = subprocess.run(
         [sys.executable, "-m", "bert2textcnn", *args], capture_output=True, text=True, timeout=600,
         env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"},
@@ -115,3 +118,24 @@ def test_runs_built_on_a_retrained_teacher_are_trained_again(report, tiny_teache
     third = benchmark(output, tiny_teacher, "[offline]", "--speed", "false")
     assert "teacher · seed 0: training …" in third and "student · seed 0: finished earlier, skipped" in third
     assert "offline · seed 0: teacher-seed0 trained again since, training again" in third
+
+
+def test_a_record_without_an_option_added_since_is_still_current():
+    from bert2textcnn.benchmark import Run, same_settings, settings
+
+    current = settings(Run("offline", "offline", 0))
+    older = json.loads(json.dumps(current))
+    del older["model"]["kd_warmup"]  # written before the option existed
+    assert same_settings(older, current) and same_settings(None, current)
+    older["model"]["alpha"] = 0.9
+    assert not same_settings(older, current)
+
+
+def test_distilled_data_variants_are_named_and_reach_only_the_distilled_runs():
+    from bert2textcnn.benchmark import plan
+
+    runs = plan(["offline"], seeds=1, epochs=2, distilled_data={"augment": {"copies": 3}}, teacher_epochs=1)
+    by_scheme = {run.scheme: run for run in runs}
+    assert by_scheme["offline"].name == "offline (augment={'copies': 3})"
+    assert by_scheme["offline"].data == {"augment": {"copies": 3}}
+    assert by_scheme["student"].data == {} and by_scheme["teacher"].epochs == 1 and by_scheme["offline"].epochs == 2
