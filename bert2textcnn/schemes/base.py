@@ -156,10 +156,14 @@ class DistillationModule(L.LightningModule):
         return self.has_teacher and self.has_student
 
     @property
+    def batches_done(self) -> int:
+        """Training batches finished so far (``global_step`` counts optimizer steps)."""
+        return self.global_step // self.optimizer_steps_per_batch
+
+    @property
     def kd_factor(self) -> float:
         """The KD schedule's factor at this batch (``--model.kd_warmup``, ``--model.teacher_gate``)."""
-        batches_done = self.global_step // self.optimizer_steps_per_batch
-        return self.kd_schedule.factor(batches_done, self.run_batches)
+        return self.kd_schedule.factor(self.batches_done, self.run_batches)
 
     @property
     def student_targets(self) -> StudentTargets:
@@ -174,8 +178,7 @@ class DistillationModule(L.LightningModule):
 
     def watch_teacher(self, teacher_logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Let the gate see the jointly trained teacher's logits before its update; terms for the logs."""
-        batches_done = self.global_step // self.optimizer_steps_per_batch
-        self.kd_schedule.observe(teacher_logits, labels, batches_done)
+        self.kd_schedule.observe(teacher_logits, labels, self.batches_done)
         return {
             "kd_weight": torch.tensor(self.kd_factor),
             "teacher_balanced_accuracy": torch.tensor(self.kd_schedule.teacher_score),
