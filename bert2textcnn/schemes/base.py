@@ -179,9 +179,10 @@ class DistillationModule(L.LightningModule):
     def watch_teacher(self, teacher_logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Let the gate see the jointly trained teacher's logits before its update; terms for the logs."""
         self.kd_schedule.observe(teacher_logits, labels, self.batches_done)
+        device = teacher_logits.device  # checked() stacks every term: they must share a device
         return {
-            "kd_weight": torch.tensor(self.kd_factor),
-            "teacher_balanced_accuracy": torch.tensor(self.kd_schedule.teacher_score),
+            "kd_weight": torch.tensor(self.kd_factor, device=device),
+            "teacher_balanced_accuracy": torch.tensor(self.kd_schedule.teacher_score, device=device),
         }
 
     def check_frozen_teacher(self, logits: torch.Tensor, labels: torch.Tensor, source: str) -> None:
