@@ -50,6 +50,10 @@ from bert2textcnn.schemes import SCHEMES
 from bert2textcnn.schemes.base import DistillationModule
 
 DISTILLED = ["offline", "joint_isolated", "joint_coupled", "multitask", "multi_teacher"]
+# Options that shape only what a student learns from a teacher: a teacher or a plain student
+# trained under other values of them is the same run.
+KD_OPTIONS = ("alpha", "temperature", "unlabeled_target", "pseudo_label_threshold", "trust_labels", "kd_warmup",
+              "teacher_gate")  # fmt: skip
 
 
 @dataclass
@@ -90,20 +94,27 @@ class Run:
 def settings(run: Run) -> dict[str, Any]:
     """Every constructor default of the run's scheme and data module, with the run's own options
     over them: kept in its record, so a run trained under defaults that have changed since is
-    trained again rather than reported as if it were current."""
-    resolved = {"model": defaults(SCHEMES[run.scheme]) | run.hparams, "data": defaults(TextDataModule) | run.data}
+    trained again rather than reported as if it were current. A run that does not distil leaves
+    out ``KD_OPTIONS``, so a new KD default does not fine-tune the teacher again."""
+    scheme = SCHEMES[run.scheme]
+    model = defaults(scheme) | run.hparams
+    if not scheme.distils:
+        model = {k: v for k, v in model.items() if k not in KD_OPTIONS}
+    resolved = {"model": model, "data": defaults(TextDataModule) | run.data}
     return json.loads(json.dumps(resolved, default=str))  # as a record read back from disk
 
 
 def same_settings(recorded: dict[str, Any] | None, current: dict[str, Any]) -> bool:
-    """Whether a finished run was trained under today's settings. A record from before settings
-    were kept counts as current, and so does one that lacks an option added since: a new option's
-    default keeps the old behaviour, so a teacher is not fine-tuned again for an unrelated option."""
+    """Whether a finished run was trained under today's settings, compared on the options both
+    name. A record from before settings were kept counts as current, and so does one that lacks
+    an option added since (a new option's default keeps the old behaviour, so a teacher is not
+    fine-tuned again for an unrelated option) or names one ``settings`` now leaves out."""
     if recorded is None:
         return True
     return all(
-        {k: v for k, v in current[group].items() if k in recorded.get(group, {})} == recorded.get(group, {})
+        current[group][k] == recorded[group][k]
         for group in current
+        for k in current[group].keys() & recorded.get(group, {}).keys()
     )
 
 

@@ -131,6 +131,24 @@ def test_a_record_without_an_option_added_since_is_still_current():
     assert not same_settings(older, current)
 
 
+def test_a_new_kd_default_does_not_train_the_teacher_or_the_plain_student_again():
+    from bert2textcnn.benchmark import KD_OPTIONS, Run, same_settings, settings
+
+    for scheme in ("teacher", "student"):
+        current = settings(Run(scheme, scheme, 0))
+        assert not set(KD_OPTIONS) & current["model"].keys()
+        older = json.loads(json.dumps(current))
+        older["model"] |= {"trust_labels": True, "alpha": 0.2}  # recorded when they were kept
+        assert same_settings(older, current)
+        older["model"]["teacher_lr"] = 1.0
+        assert not same_settings(older, current)
+    distilled = settings(Run("offline", "offline", 0))
+    assert distilled["model"]["trust_labels"] is False  # offline's own default
+    older = json.loads(json.dumps(distilled))
+    older["model"]["trust_labels"] = True
+    assert not same_settings(older, distilled)
+
+
 def test_distilled_data_variants_are_named_and_reach_only_the_distilled_runs():
     from bert2textcnn.benchmark import plan
 
