@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import inspect
 import io
+import itertools
 import json
 import statistics
 import time
@@ -137,22 +138,24 @@ def plan(
     low_label_epochs: int = 10,
     low_label_teacher_lr: float = 1e-4,
     historical_weight: float = 0.3,
-    model: dict[str, Any] | None = None,
+    model: dict[str, Any] | list[dict[str, Any]] | None = None,
     teacher_length_grouping: int = 4,
     distilled_data: dict[str, Any] | None = None,
     teacher_epochs: int | None = None,
     teacher_model: dict[str, Any] | None = None,
 ) -> list[Run]:
     """Every run, each after the runs it builds on. ``model`` overrides the distilled runs'
-    hyper-parameters and ``distilled_data`` their data-module options (e.g. an augmented transfer
-    set); both show in the runs' names, so variants share a folder with the teacher and the plain
-    students they are compared with.
+    hyper-parameters (a list: one set of runs per entry) and ``distilled_data`` their data-module
+    options (e.g. an augmented transfer set); both show in the runs' names, so variants share a
+    folder and a report with the teacher and the plain students they are compared with.
 
     The schemes that train a BERT beside the student take most of the time: they come last,
     seed by seed, so an interrupted benchmark already holds every other row for every seed."""
-    overrides, data_overrides = dict(model or {}), dict(distilled_data or {})
-    shown = overrides | data_overrides
-    variant = " (" + ", ".join(f"{k}={v}" for k, v in shown.items()) + ")" if shown else ""
+    data_overrides = dict(distilled_data or {})
+    variants = [
+        (dict(overrides), variant_name(overrides | data_overrides))
+        for overrides in (model if isinstance(model, list) else [model or {}])
+    ]
     if unknown := sorted(set(schemes) - set(DISTILLED)):
         raise UserError(f"--schemes: unknown {unknown}; choose from {DISTILLED}, or all")
     teacher_data = {"length_grouping": teacher_length_grouping}
@@ -164,9 +167,10 @@ def plan(
         for scheme in schemes:
             hparams = {"historical_weights": [historical_weight]} if scheme == "multi_teacher" else {}
             teacher_run = teacher.key if scheme in ("offline", "multi_teacher") else None
-            runs.append(
+            runs += [
                 Run(scheme + variant, scheme, seed, data_overrides, hparams | overrides, teacher_run, plain.key, epochs)
-            )
+                for overrides, variant in variants
+            ]
     if label_fraction is not None:
         share = f"{label_fraction:.0%}"
         for seed in range(seeds):
@@ -181,11 +185,16 @@ def plan(
             )
             low_plain = Run(f"student · {share}", "student", seed, low, epochs=low_label_epochs)
             runs += [low_teacher, low_plain]
-            for target in ("soft", "hard"):
+            for (overrides, variant), target in itertools.product(variants, ("soft", "hard")):
                 name = f"offline · {share} + pool" + (" (hard)" if target == "hard" else "") + variant
                 hparams = {"unlabeled_target": target} | overrides
                 runs.append(Run(name, "offline", seed, low, hparams, low_teacher.key, low_plain.key, low_label_epochs))
     return sorted(runs, key=lambda run: SCHEMES[run.scheme].has_teacher and SCHEMES[run.scheme].has_student)
+
+
+def variant_name(options: dict[str, Any]) -> str:
+    """The suffix that tells a variant's runs apart, e.g. `` (alpha=0.9, temperature=4.0)``."""
+    return " (" + ", ".join(f"{k}={v}" for k, v in options.items()) + ")" if options else ""
 
 
 def train(run: Run, data: BenchmarkData, teacher: str | None, folder: Path, done: dict) -> dict[str, Any]:

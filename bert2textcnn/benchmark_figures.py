@@ -24,7 +24,7 @@ def _pyplot():
 
 def _save(figure, path: Path) -> None:
     figure.tight_layout()
-    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110))
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
     _pyplot().close(figure)
 
 

@@ -85,7 +85,7 @@ def benchmark(
     low_label_epochs: int = 10,
     low_label_teacher_lr: float = 1e-4,
     historical_weight: float = 0.3,
-    model: dict[str, Any] | None = None,
+    model: dict[str, Any] | list[dict[str, Any]] | None = None,
     teacher: str | None = None,
     speed: bool = True,
     threads: int = 2,
@@ -112,8 +112,10 @@ def benchmark(
         low_label_teacher_lr: Teacher learning rate with few labels (2e-5 under-trains there).
         historical_weight: Weight of the plain student as ``multi_teacher``'s historical teacher.
         model: Hyper-parameters (``--model.*`` of ``fit``) for every distilled run, e.g.
-            ``'{temperature: 2.0, trust_labels: false}'``. Their names show them, so variants
-            written to one folder reuse its teacher and plain students.
+            ``'{temperature: 2.0, trust_labels: false}'``, or a list of such sets, each trained
+            as its own variant: ``'[{}, {alpha: 1.0, temperature: 2.0}]'`` (``{}``: the
+            defaults). Their names show them, so variants in one folder share its teacher, its
+            plain students and its report.
         teacher: Local Hugging Face BERT directory (default: m3e-small).
         speed: Also time the best student against the teacher (``speed``) and draw speed.png.
         threads: Threads for the speed measurement.

@@ -157,3 +157,16 @@ def test_distilled_data_variants_are_named_and_reach_only_the_distilled_runs():
     assert by_scheme["offline"].name == "offline (augment={'copies': 3})"
     assert by_scheme["offline"].data == {"augment": {"copies": 3}}
     assert by_scheme["student"].data == {} and by_scheme["teacher"].epochs == 1 and by_scheme["offline"].epochs == 2
+
+
+def test_a_list_of_model_options_trains_each_variant_beside_one_teacher_and_plain_student():
+    from bert2textcnn.benchmark import plan
+
+    runs = plan(["offline"], seeds=2, epochs=2, label_fraction=0.1, model=[{}, {"alpha": 1.0, "temperature": 2.0}])
+    names = [run.name for run in runs if run.seed == 0]
+    assert names.count("teacher") == 1 and names.count("student") == 1
+    assert {"offline", "offline (alpha=1.0, temperature=2.0)"} <= set(names)
+    assert {"offline · 10% + pool (hard)", "offline · 10% + pool (hard) (alpha=1.0, temperature=2.0)"} <= set(names)
+    variant = next(run for run in runs if run.name == "offline (alpha=1.0, temperature=2.0)" and run.seed == 1)
+    assert variant.hparams == {"alpha": 1.0, "temperature": 2.0} and variant.plain_run == "student-seed1"
+    assert len({run.key for run in runs}) == len(runs)  # no two runs share a record
