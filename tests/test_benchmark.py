@@ -55,6 +55,35 @@ def test_benchmark_writes_every_file(report):
     text = (output / "report.md").read_text(encoding="utf-8")
     assert "| offline | 1 |" in text and "gap closed" in text and "Δ vs plain, paired" in text
     assert "## Speed" in text and "Student ceiling" in text
+    assert "## Selection" in text and "| offline | " in text.split("## Selection")[1]
+
+
+def hand_macro_f1(probabilities: list[list[float]], labels: list[int]) -> float:
+    predicted = [max(range(len(p)), key=p.__getitem__) for p in probabilities]
+    scores = []
+    for c in set(labels) | set(predicted):
+        hits = sum(p == y == c for p, y in zip(predicted, labels, strict=True))
+        wrong = sum((p == c) != (y == c) for p, y in zip(predicted, labels, strict=True))
+        scores.append(2 * hits / (2 * hits + wrong))
+    return sum(scores) / len(scores)
+
+
+def test_selection_halves_are_the_odd_and_even_test_rows(report):
+    from bert2textcnn.data.datamodule import demo_path
+    from bert2textcnn.data.records import read_records
+
+    output, _ = report
+    test = read_records(demo_path("test"))
+    names = sorted({r.label for r in test})
+    labels = [names.index(r.label) for r in test]
+    runs = {k: json.loads((output / "runs" / f"{k}-seed0.json").read_text())["probabilities"]["student"]
+            for k in ("offline", "student")}  # fmt: skip
+    with open(output / "results.csv", encoding="utf-8") as file:
+        offline = next(row for row in csv.DictReader(file) if row["name"] == "offline")
+    for column, rows in (("odd_rows", slice(1, None, 2)), ("even_rows", slice(0, None, 2))):
+        offline_f1, plain_f1 = (hand_macro_f1(runs[k][rows], labels[rows]) for k in ("offline", "student"))
+        expected = offline_f1 - plain_f1
+        assert float(offline[f"macro_f1_minus_plain_{column}"]) == pytest.approx(expected, abs=1e-6)
 
 
 def test_second_call_trains_only_new_runs(report):
