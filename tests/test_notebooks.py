@@ -1,4 +1,5 @@
-"""Notebooks are shipped without outputs; their code must at least compile."""
+"""Notebooks are committed with the outputs of a real run (`make notebooks`): their code must
+compile and no committed output may be an error."""
 
 import json
 from pathlib import Path
@@ -9,10 +10,10 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_code_compiles_and_has_no_outputs(notebook):
+def test_notebook_code_compiles_and_holds_no_error(notebook):
     cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
     code = [c for c in cells if c["cell_type"] == "code"]
     assert code
     for cell in code:
         compile("".join(cell["source"]), f"{notebook.name}", "exec")
-        assert cell["outputs"] == []
+        assert all(output["output_type"] != "error" for output in cell["outputs"]), cell["source"]
