@@ -4,6 +4,7 @@ student vs teacher throughput."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,11 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _label(name: str) -> str:
+    """A run name wrapped to a few short lines: variant names would squeeze the plot to a sliver."""
+    return textwrap.fill(name, width=36)
 
 
 def _save(figure, path: Path) -> None:
@@ -53,12 +59,13 @@ def draw_all(
 def macro_f1(path: Path, rows: list[dict[str, Any]]) -> None:
     plt = _pyplot()
     names = list(dict.fromkeys(row["name"] for row in rows))
-    figure, axes = plt.subplots(figsize=(7, 0.45 * len(names) + 1.2))
+    lines = sum(_label(name).count("\n") + 1 for name in names)
+    figure, axes = plt.subplots(figsize=(7, 0.3 * lines + 0.2 * len(names) + 1.2))
     for y, name in enumerate(names):
         values = [row["macro_f1"] for row in rows if row["name"] == name]
         axes.scatter(values, [y] * len(values), color="tab:blue", alpha=0.6, s=18)
         axes.scatter([sum(values) / len(values)], [y], color="black", marker="|", s=250)
-    axes.set_yticks(range(len(names)), names)
+    axes.set_yticks(range(len(names)), [_label(name) for name in names])
     axes.invert_yaxis()
     axes.set_xlabel("macro-F1 on the test file (dots: seeds; bar: mean)")
     axes.grid(axis="x", alpha=0.3)
@@ -72,7 +79,7 @@ def pr_curves(
     figure, axes = plt.subplots(figsize=(5.5, 4.5))
     for label, probs in probabilities.items():
         precision, recall, _ = binary_precision_recall_curve(torch.tensor(probs)[:, positive], targets == positive)
-        axes.plot(recall.numpy(), precision.numpy(), label=label)
+        axes.plot(recall.numpy(), precision.numpy(), label=_label(label))
     axes.set_xlabel(f"{positive_label} recall")
     axes.set_ylabel(f"{positive_label} precision")
     axes.set_title(f"Precision–recall for {positive_label!r} (seed 0)")
