@@ -40,7 +40,7 @@ bench: $(STAMP)
 
 # Re-run the notebooks in place, so they are committed with the outputs of real runs: the
 # walkthrough on the newest checkpoint under runs/ (`make demo`), the comparison on a report.
-BENCHMARK_DIR ?= ../reports/cold
+BENCHMARK_DIR ?= ../reports/cold_e5
 notebooks: $(STAMP)
 	cd notebooks && BENCHMARK_DIR=$(BENCHMARK_DIR) ../$(VENV)/bin/jupyter execute --inplace *.ipynb
 
