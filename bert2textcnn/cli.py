@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import jsonargparse
+import torch
 import yaml
 from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -201,3 +202,8 @@ def main(args: list[str] | None = None) -> None:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        # DDP on CPU: gloo's threads must be joined before the interpreter exits, or a process
+        # that finished its work can still abort ("terminate called without an active exception").
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
