@@ -199,3 +199,25 @@ def test_a_list_of_model_options_trains_each_variant_beside_one_teacher_and_plai
     variant = next(run for run in runs if run.name == "offline (alpha=1.0, temperature=2.0)" and run.seed == 1)
     assert variant.hparams == {"alpha": 1.0, "temperature": 2.0} and variant.plain_run == "student-seed1"
     assert len({run.key for run in runs}) == len(runs)  # no two runs share a record
+
+
+def test_selection_halves_score_each_half_alone():
+    """The distilled run differs from plain on one odd row only: the odd half moves, the even one cannot."""
+    from dataclasses import asdict
+
+    import torch
+
+    from bert2textcnn.benchmark import Run, score
+
+    targets = torch.tensor([0, 1, 0, 1, 0, 0, 1, 1])
+    plain = [[0.9, 0.1] if y == 0 else [0.1, 0.9] for y in targets.tolist()]
+    plain[1] = [0.9, 0.1]  # row 1 (odd): plain misses a spam text
+    distilled = [row[:] for row in plain]
+    distilled[1] = [0.1, 0.9]  # the distilled run catches it
+    record = {"run": asdict(Run("offline", "offline", 0, plain_run="student-seed0")),
+              "probabilities": {"student": distilled}, "train_seconds": 1.0, "epochs": 1}  # fmt: skip
+    done = {"student-seed0": {"probabilities": {"student": plain}}}
+    row = score(record, ["normal", "spam"], targets, 1, done)
+    assert row["macro_f1_minus_plain_even_rows"] == 0
+    # odd rows 1, 3, 5, 7 (labels 1, 1, 0, 1): plain F1 spam 4/5, normal 2/3; distilled all right
+    assert row["macro_f1_minus_plain_odd_rows"] == pytest.approx(1.0 - (4 / 5 + 2 / 3) / 2)
