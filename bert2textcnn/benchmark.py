@@ -46,6 +46,8 @@ from bert2textcnn.data.records import Record, read_records
 from bert2textcnn.errors import UserError
 from bert2textcnn.io import atomic_write, atomic_write_text
 from bert2textcnn.metrics import ClassificationMetrics, CompatibilityMetrics
+from bert2textcnn.models import STUDENT_KINDS
+from bert2textcnn.models.protocol import logits_in_order
 from bert2textcnn.predictor import StudentPredictor
 from bert2textcnn.schemes import SCHEMES
 from bert2textcnn.schemes.base import DistillationModule
@@ -56,6 +58,7 @@ DISTILLED = ["offline", "joint_isolated", "joint_coupled", "multitask", "multi_t
 HALVES = {"odd_rows": slice(1, None, 2), "even_rows": slice(0, None, 2)}
 # Options that shape only what a student learns from a teacher: a teacher or a plain student
 # trained under other values of them is the same run.
+SPEED_TEXTS = 512  # test texts each row's model is timed on
 KD_OPTIONS = ("alpha", "temperature", "unlabeled_target", "pseudo_label_threshold", "trust_labels", "kd_warmup",
               "teacher_gate")  # fmt: skip
 
@@ -102,6 +105,8 @@ def settings(run: Run) -> dict[str, Any]:
     out ``KD_OPTIONS``, so a new KD default does not fine-tune the teacher again."""
     scheme = SCHEMES[run.scheme]
     model = defaults(scheme) | run.hparams
+    if model.get("student_lr") is None:  # the kind's own rate: what the run trains with
+        model["student_lr"] = STUDENT_KINDS[model["student"]].default_lr
     if not scheme.distils:
         model = {k: v for k, v in model.items() if k not in KD_OPTIONS}
     resolved = {"model": model, "data": defaults(TextDataModule) | run.data}
@@ -248,10 +253,10 @@ def probabilities_on(model: DistillationModule, texts: list[str], batch_size: in
     """Each trained model's class probabilities on the test texts, in file order."""
     probabilities: dict[str, list] = {}
     if model.student is not None:
-        student = StudentPredictor(model.student, model.vocab, model.labels, model.max_length)
-        probabilities["student"] = student.probabilities(texts).tolist()
+        probabilities["student"] = StudentPredictor(model.student, model.labels).probabilities(texts).tolist()
     if model.teacher is not None:
-        probabilities["teacher"] = model.teacher.eval().logits_for(texts, batch_size).softmax(-1).tolist()
+        teacher_logits = logits_in_order(model.teacher.eval(), texts, len(model.labels), batch_size)
+        probabilities["teacher"] = teacher_logits.softmax(-1).tolist()
     return probabilities
 
 
@@ -352,6 +357,10 @@ def write_report(
     targets = torch.tensor([labels.index(r.label) for r in test])
     positive = labels.index("spam") if "spam" in labels else len(labels) - 1
     rows = [score(done[run.key], labels, targets, positive, done) for run in runs]
+    if speed:
+        timed = timed_runs(runs, done, [r.text for r in test][:SPEED_TEXTS], threads)
+        rows = [row | {"texts_per_s": timed[row["name"], row["seed"]]} if (row["name"], row["seed"]) in timed else row
+                for row in rows]  # fmt: skip
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, list(dict.fromkeys(key for row in rows for key in row)))
     writer.writeheader()
@@ -368,6 +377,17 @@ def write_report(
     atomic_write_text(folder / "report.md", report(rows, labels[positive], speed_figures))
     draw_all(folder, rows, runs, done, targets, positive, best, labels[positive], speed_figures)
     print(f"\n{(folder / 'report.md').read_text(encoding='utf-8')}\nWritten to {folder}/")
+
+
+def timed_runs(runs: list[Run], done: dict, texts: list[str], threads: int) -> dict[tuple[str, int], float]:
+    """Texts per second, raw text in, of each row's model, timed once: on its first seed's checkpoint
+    (the other seeds are the same network with other weights)."""
+    from bert2textcnn.speed import model_throughput
+
+    first = {run.name: run for run in reversed(runs)}  # reversed: the first seed wins
+    return {
+        (name, run.seed): model_throughput(done[run.key]["checkpoint"], texts, threads) for name, run in first.items()
+    }
 
 
 def best_distilled(rows: list[dict[str, Any]]) -> str | None:
@@ -387,7 +407,7 @@ def cell(rows: list[dict[str, Any]], name: str, column: str) -> str:
     if not values:
         return "—"
     paired = "_minus_" in column
-    digits = 0 if column.startswith("seconds") else 4 if paired else 3
+    digits = 0 if column.startswith(("seconds", "texts_per_s")) else 4 if paired else 3
     text = f"{statistics.fmean(values):+.{digits}f}" if paired else f"{statistics.fmean(values):.{digits}f}"
     if len(values) > 1:
         spread = statistics.stdev(values) / (len(values) ** 0.5 if paired else 1)
@@ -419,14 +439,16 @@ def selection_table(rows: list[dict[str, Any]]) -> list[str]:
 
 def report(rows: list[dict[str, Any]], positive: str, speed: dict[str, Any] | None) -> str:
     columns = ["macro_f1", "macro_f1_minus_plain", f"precision_{positive}", f"recall_{positive}",
-               "teacher_macro_f1", "coverage", "negative_flip_rate", "seconds_per_epoch"]  # fmt: skip
-    header = ["run", "seeds", "macro-F1", "Δ vs plain, paired", f"{positive} P", f"{positive} R",
-              "teacher macro-F1", "coverage", "NFR", "s / epoch", "× teacher epoch", "gap closed"]  # fmt: skip
+               "teacher_macro_f1", "coverage", "negative_flip_rate", "seconds_per_epoch", "texts_per_s"]  # fmt: skip
+    header = ["run", "seeds", "macro-F1", "Δ vs plain, paired", f"{positive} P", f"{positive} R", "teacher macro-F1",
+              "coverage", "NFR", "s / epoch", "texts/s", "× teacher epoch", "gap closed"]  # fmt: skip
     lines = [
         "# Benchmark",
         "",
         "Each run scored on the test file after its last epoch; mean ± std over seeds. The teacher row is "
-        "the fine-tuned BERT; every other row is a TextCNN student. coverage / NFR: against the plain "
+        "the fine-tuned BERT; every other row is a student (a TextCNN unless its name says `student=bert`). "
+        "texts/s: the row's model on raw test texts, batch 64, timed once (first seed). "
+        "coverage / NFR: against the plain "
         "student of the same seed. × teacher epoch: training time per epoch against the teacher's own "
         "fine-tuning; `offline`'s first seed includes the one teacher pass that fills its logits cache. "
         "gap closed = (student − plain) / (teacher − plain), on macro-F1. Δ vs plain, paired: macro-F1 minus "
@@ -464,10 +486,11 @@ def report(rows: list[dict[str, Any]], positive: str, speed: dict[str, Any] | No
             lines.append(
                 f"| {model} | {row['texts_per_s_b64']:,.0f} | {row['ms_b1_p50']:.3f} | {row['ms_b1_p95']:.3f} |"
             )
-        lines += [
-            "",
-            f"Student / teacher: {speed['ratio_b64']:.0f}× at batch 64, {speed['ratio_b1']:.0f}× at batch 1. "
-            f"Student ceiling (its convolutions' multiply-adds as one matrix product per batch): "
-            f"{speed['student_matmul_bound']:,.0f} texts/s.",
-        ]
+        ratios = f"Student / teacher: {speed['ratio_b64']:.0f}× at batch 64, {speed['ratio_b1']:.0f}× at batch 1."
+        if "student_matmul_bound" in speed:  # a TextCNN student
+            ratios += (
+                " Student ceiling (its convolutions' multiply-adds as one matrix product per batch): "
+                f"{speed['student_matmul_bound']:,.0f} texts/s."
+            )
+        lines += ["", ratios]
     return "\n".join(lines) + "\n"

@@ -1,6 +1,6 @@
 """The benchmark's pictures: macro-F1 per run with the seeds' spread, positive-class
-precision–recall curves of the teacher, the plain student and the best distilled student, and
-student vs teacher throughput."""
+precision–recall curves of the teacher, the plain student and the best distilled student,
+student vs teacher throughput, and every run's quality against its speed."""
 
 from __future__ import annotations
 
@@ -54,6 +54,7 @@ def draw_all(
     pr_curves(folder / "pr_curves.png", probabilities, targets, positive, positive_label)
     if speed:
         throughput(folder / "speed.png", speed)
+        quality_vs_speed(folder / "quality_vs_speed.png", rows)
 
 
 def macro_f1(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -98,4 +99,21 @@ def throughput(path: Path, speed: dict[str, Any]) -> None:
     axes.set_xscale("log")
     axes.set_xlabel(f"texts per second, raw text in, batch {speed['setup']['batch_size']} (log scale)")
     axes.invert_yaxis()
+    _save(figure, path)
+
+
+def quality_vs_speed(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Mean macro-F1 against texts per second, one point per run: the trade every method makes."""
+    plt = _pyplot()
+    timed = {row["name"]: row["texts_per_s"] for row in rows if "texts_per_s" in row}
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for name, rate in timed.items():
+        values = [row["macro_f1"] for row in rows if row["name"] == name]
+        mean = sum(values) / len(values)
+        axes.scatter([rate], [mean], s=22)
+        axes.annotate(textwrap.shorten(name, 40), (rate, mean), fontsize=7, xytext=(4, 2), textcoords="offset points")
+    axes.set_xscale("log")
+    axes.set_xlabel("texts per second, raw text in, batch 64 (log scale)")
+    axes.set_ylabel("macro-F1 on the test file (mean over seeds)")
+    axes.grid(alpha=0.3)
     _save(figure, path)

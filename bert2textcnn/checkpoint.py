@@ -1,22 +1,28 @@
 """What a bert2textcnn checkpoint carries besides weights, and reading it safely.
 
 Lightning checkpoints are dicts; we add one entry, ``bert2textcnn``, holding everything needed to
-encode raw text for the student without the training data: scheme, label map, vocabulary and
-maximum length. Checkpoints are read with ``weights_only=True``, so loading one never runs code.
+encode raw text for the student without the training data: scheme, label map, the data's
+vocabulary and maximum length, and the student's own description (``Classifier.describe``).
+Checkpoints are read with ``weights_only=True``, so loading one never runs code.
+
+This module alone knows the layout: the record's keys and the ``student.`` / ``teacher.``
+prefixes of each model's weights in the state dict.
 """
 
 from __future__ import annotations
 
 import pickle
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from bert2textcnn.errors import UserError
 from bert2textcnn.io import atomic_write
+from bert2textcnn.models.bert import BertClassifier
 
 RECORD_KEY = "bert2textcnn"
 
@@ -45,6 +51,25 @@ def project_record(path: str | Path) -> dict[str, Any]:
     return read_checkpoint(path)[RECORD_KEY]
 
 
+def weights_of(checkpoint: dict[str, Any], role: Literal["student", "teacher"]) -> dict[str, torch.Tensor]:
+    """One model's weights, with the scheme's attribute prefix taken off (empty if it has none)."""
+    prefix = f"{role}."
+    return {k.removeprefix(prefix): v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+
+
+def student_description(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """What the student is (``Classifier.describe``). Checkpoints written before model kinds
+    existed hold a TextCNN described by the record's vocabulary and the hyper-parameters."""
+    record = checkpoint[RECORD_KEY]
+    if "student" in record:
+        return record["student"]
+    sizes = ("embedding_dim", "kernel_sizes", "num_filters", "dropout")
+    hparams = checkpoint["hyper_parameters"]
+    return {"kind": "textcnn", "vocab": record["vocab"], "max_length": record["max_length"]} | {
+        k: hparams[k] for k in sizes
+    }
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning writes a checkpoint in place, so a kill mid-write leaves a truncated ``last.ckpt``
     that a resume would trust. This writes beside it and renames: the old file or the new one."""
@@ -52,3 +77,20 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         write = super().save_checkpoint
         atomic_write(path, lambda tmp: write(checkpoint, tmp, storage_options))
+
+
+def load_trained_teacher(path: str, labels: Sequence[str], max_length: int) -> BertClassifier:
+    """Rebuild the teacher a project checkpoint was trained with, weights included."""
+    checkpoint = read_checkpoint(path)
+    trained_labels = checkpoint[RECORD_KEY]["labels"]
+    if list(trained_labels) != list(labels):
+        raise UserError(f"{path}: teacher was trained on labels {trained_labels}, the data has {list(labels)}")
+    hparams = checkpoint.get("hyper_parameters", {})
+    state = weights_of(checkpoint, "teacher")
+    if not state:
+        raise UserError(f"{path}: holds no teacher weights; train one with `fit --scheme teacher`")
+    teacher = BertClassifier.from_directory(
+        hparams.get("teacher"), len(labels), max_length, hparams.get("teacher_lowercase")
+    )
+    teacher.load_state_dict(state)
+    return teacher.eval()

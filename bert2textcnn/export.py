@@ -1,5 +1,6 @@
 """Export a trained student for serving: ``student.onnx`` (dynamic batch and length, outputs
-probabilities) beside ``student.json`` (vocabulary, tokenizer kind, max length, label map).
+probabilities) beside ``student.json`` (the student's description — kind, vocabulary or tokenizer,
+max length — and the label map). Any student kind: its own ``encode`` names the graph's inputs.
 
     python -m bert2textcnn export --ckpt_path runs/…/best.ckpt --output exports/student
 
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 from bert2textcnn.errors import UserError
-from bert2textcnn.models.textcnn import TextCNN
+from bert2textcnn.models import Classifier
 from bert2textcnn.predictor import StudentPredictor
 from bert2textcnn.serving import EXPORT_FORMAT, METADATA_FILE, MODEL_FILE, OnnxClassifier
 
@@ -29,14 +30,14 @@ PARITY_TOLERANCE = 1e-5
 
 
 class _Probabilities(nn.Module):
-    """The served graph: token ids in, class probabilities out."""
+    """The served graph: the student's encoded inputs, in ``names`` order, in; probabilities out."""
 
-    def __init__(self, student: TextCNN) -> None:
+    def __init__(self, student: Classifier, names: Sequence[str]) -> None:
         super().__init__()
-        self.student = student
+        self.student, self.names = student, list(names)
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.student(input_ids).logits.softmax(dim=-1)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.student(**dict(zip(self.names, inputs, strict=True))).logits.softmax(dim=-1)
 
 
 def export_student(ckpt_path: str | Path, output: str | Path, check_texts: Sequence[str]) -> dict[str, float]:
@@ -48,13 +49,11 @@ def export_student(ckpt_path: str | Path, output: str | Path, check_texts: Seque
     output.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output, prefix=".export-") as tmp:
         staging = Path(tmp)
-        _write_onnx(student, staging / MODEL_FILE)
+        _write_onnx(student, check_texts, staging / MODEL_FILE)
         metadata = {
             "format": EXPORT_FORMAT,
-            "vocab": predictor.vocab.to_dict(),
+            "student": student.describe(),
             "labels": predictor.labels,
-            "max_length": predictor.max_length,
-            "min_length": student.min_length,
             "source_checkpoint": str(ckpt_path),
         }
         (staging / METADATA_FILE).write_text(json.dumps(metadata, ensure_ascii=False), encoding="utf-8")
@@ -69,18 +68,21 @@ def export_student(ckpt_path: str | Path, output: str | Path, check_texts: Seque
     return {"max_abs_diff": max_diff, "texts": len(check_texts)}
 
 
-def _write_onnx(student: TextCNN, path: Path) -> None:
-    example = torch.randint(2, 10, (2, max(8, student.min_length + 1)))  # any ids: only shapes are traced
-    batch, length = torch.export.Dim("batch"), torch.export.Dim("length", min=max(2, student.min_length))
+def _write_onnx(student: Classifier, texts: Sequence[str], path: Path) -> None:
+    """Traced on two real texts; every input's batch and length axes stay dynamic, from the
+    shortest input the student's encoder produces (an empty text's)."""
+    example = student.encode(list(texts[:2]) * (2 if len(texts) == 1 else 1))
+    shortest = min(value.size(1) for value in student.encode([""]).values())
+    batch, length = torch.export.Dim("batch"), torch.export.Dim("length", min=max(2, shortest))
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # optional torchvision ops it cannot find
     torch.onnx.export(
-        _Probabilities(student).eval(),
-        (example,),
+        _Probabilities(student, list(example)).eval(),
+        tuple(example.values()),
         str(path),
-        input_names=["input_ids"],
+        input_names=list(example),
         output_names=["probabilities"],
-        dynamic_shapes=({0: batch, 1: length},),
+        dynamic_shapes=(tuple({0: batch, 1: length} for _ in example),),  # one entry: forward's *inputs
         dynamo=True,
-        external_data=False,  # one self-contained file (a TextCNN is far below protobuf's 2 GB)
+        external_data=False,  # one self-contained file (a small BERT too is far below protobuf's 2 GB)
         verbose=False,
     )

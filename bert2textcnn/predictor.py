@@ -3,6 +3,8 @@
 from bert2textcnn.predictor import StudentPredictor
 model = StudentPredictor.from_checkpoint("runs/joint_isolated/version_0/checkpoints/best.ckpt")
 model.predict(["加微信领取免费会员", "今天地铁又晚点了"])  # [("spam", {...}), ("normal", {...})]
+
+Any student kind (``bert2textcnn.models``): the checkpoint describes the model and its tokenizer.
 """
 
 from __future__ import annotations
@@ -12,33 +14,31 @@ from pathlib import Path
 
 import torch
 
-from bert2textcnn.checkpoint import RECORD_KEY, read_checkpoint
-from bert2textcnn.data.vocab import Vocab
+from bert2textcnn.checkpoint import RECORD_KEY, read_checkpoint, student_description, weights_of
 from bert2textcnn.errors import UserError
-from bert2textcnn.models.textcnn import TextCNN, student_from_hparams
+from bert2textcnn.models import Classifier, classifier_from_description
+from bert2textcnn.models.protocol import logits_in_order
 from bert2textcnn.outputs import predictions
 
 
 class StudentPredictor:
-    def __init__(self, student: TextCNN, vocab: Vocab, labels: Sequence[str], max_length: int) -> None:
-        self.student, self.vocab, self.labels, self.max_length = student.eval(), vocab, list(labels), max_length
+    def __init__(self, student: Classifier, labels: Sequence[str], batch_size: int = 256) -> None:
+        self.student, self.labels, self.batch_size = student.eval(), list(labels), batch_size
 
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> StudentPredictor:
         checkpoint = read_checkpoint(path)
-        record = checkpoint[RECORD_KEY]
-        state = {k.removeprefix("student."): v for k, v in checkpoint["state_dict"].items() if k.startswith("student.")}
-        if not state:
+        weights = weights_of(checkpoint, "student")
+        if not weights:
             raise UserError(f"{path}: holds no student (a `teacher` scheme checkpoint?)")
-        vocab = Vocab.from_dict(record["vocab"])
-        student = student_from_hparams(len(vocab), len(record["labels"]), checkpoint["hyper_parameters"])
-        student.load_state_dict(state)
-        return cls(student, vocab, record["labels"], int(record["max_length"]))
+        labels = checkpoint[RECORD_KEY]["labels"]
+        student = classifier_from_description(student_description(checkpoint), len(labels))
+        student.load_state_dict(weights)
+        return cls(student, labels)
 
-    @torch.inference_mode()
     def logits(self, texts: Sequence[str]) -> torch.Tensor:
-        """Encoded with this checkpoint's own vocabulary, tokenizer and max length."""
-        return self.student(self.vocab.encode_batch(texts, self.max_length, self.student.min_length)).logits
+        """In input order, encoded by the student's own tokenizer."""
+        return logits_in_order(self.student, texts, len(self.labels), self.batch_size)
 
     def probabilities(self, texts: Sequence[str]) -> torch.Tensor:
         return self.logits(texts).softmax(dim=-1)

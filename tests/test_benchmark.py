@@ -40,7 +40,8 @@ def report(tiny_teacher, tmp_path_factory) -> tuple[Path, str]:
 
 def test_benchmark_writes_every_file(report):
     output, _ = report
-    for name in ("results.csv", "report.md", "macro_f1.png", "pr_curves.png", "speed.png", "speed.json"):
+    pictures = ("macro_f1.png", "pr_curves.png", "speed.png", "quality_vs_speed.png")
+    for name in ("results.csv", "report.md", "speed.json", *pictures):
         assert (output / name).is_file() and (output / name).stat().st_size > 0, name
     with open(output / "results.csv", encoding="utf-8") as file:
         rows = list(csv.DictReader(file))
@@ -49,12 +50,13 @@ def test_benchmark_writes_every_file(report):
         rows[0]
     )
     assert 0 <= float(rows[2]["macro_f1"]) <= 1 and rows[3]["teacher_macro_f1"]
+    assert all(float(row["texts_per_s"]) > 0 for row in rows)  # every row's own model, timed
     plain_f1 = float(rows[1]["macro_f1"])  # the same seed's plain student
     assert float(rows[2]["macro_f1_minus_plain"]) == pytest.approx(float(rows[2]["macro_f1"]) - plain_f1)
     assert rows[1]["macro_f1_minus_plain"] == ""  # the plain student is not compared with itself
     text = (output / "report.md").read_text(encoding="utf-8")
     assert "| offline | 1 |" in text and "gap closed" in text and "Δ vs plain, paired" in text
-    assert "## Speed" in text and "Student ceiling" in text
+    assert "## Speed" in text and "Student ceiling" in text and "| texts/s |" in text
     assert "## Selection" in text and "| offline | " in text.split("## Selection")[1]
 
 
@@ -110,12 +112,16 @@ def test_compare_schemes_notebook_runs_on_the_report(report):
 def test_model_overrides_train_a_variant_beside_the_reused_runs(report, tiny_teacher, tmp_path):
     output = tmp_path / "variant"
     shutil.copytree(report[0], output)  # the other tests keep reading the original report
-    third = benchmark(output, tiny_teacher, "[offline]", "--model", "{temperature: 2.0}", "--speed", "false")
+    variants = "[{temperature: 2.0}, {student: bert, student_layers: 1}]"  # a small-BERT student is a variant too
+    third = benchmark(output, tiny_teacher, "[offline]", "--model", variants, "--speed", "false")
     assert third.count("finished earlier, skipped") == 2  # the teacher and the plain student
-    assert third.count("training …") == 1 and "offline (temperature=2.0) · seed 0: training …" in third
+    assert third.count("training …") == 2 and "offline (temperature=2.0) · seed 0: training …" in third
     record = json.loads((output / "runs" / "offline__temperature_2_0_-seed0.json").read_text(encoding="utf-8"))
     assert record["run"]["hparams"]["temperature"] == 2.0
-    assert "| offline (temperature=2.0) | 1 |" in (output / "report.md").read_text(encoding="utf-8")
+    bert = json.loads((output / "runs" / "offline__student_bert__student_layers_1_-seed0.json").read_text("utf-8"))
+    assert bert["settings"]["model"].items() >= {"student": "bert", "student_layers": 1, "student_lr": 1e-4}.items()
+    text = (output / "report.md").read_text(encoding="utf-8")
+    assert "| offline (temperature=2.0) | 1 |" in text and "| offline (student=bert, student_layers=1) | 1 |" in text
 
 
 def test_train_false_reports_the_finished_runs_only(report, tiny_teacher, tmp_path):

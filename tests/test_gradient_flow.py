@@ -68,9 +68,10 @@ def grads(loss: torch.Tensor, module: torch.nn.Module) -> list[torch.Tensor]:
     return list(torch.autograd.grad(loss, list(module.parameters()), retain_graph=True, allow_unused=True))
 
 
-def test_joint_isolated_student_never_moves_the_teacher(tiny_teacher, small_data):
-    soft_only = train_one_batch("joint_isolated", tiny_teacher, small_data, alpha=1.0)
-    hard_only = train_one_batch("joint_isolated", tiny_teacher, small_data, alpha=0.0)
+@pytest.mark.parametrize("student", ["textcnn", "bert"])
+def test_joint_isolated_student_never_moves_the_teacher(student, tiny_teacher, small_data):
+    soft_only = train_one_batch("joint_isolated", tiny_teacher, small_data, alpha=1.0, student=student)
+    hard_only = train_one_batch("joint_isolated", tiny_teacher, small_data, alpha=0.0, student=student)
     assert same(soft_only.teacher, hard_only.teacher)
     assert not same(soft_only.student, hard_only.student)
 
@@ -151,8 +152,21 @@ def test_two_optimizers_each_own_one_model(scheme, tiny_teacher, small_data):
 def test_multitask_is_one_optimizer_with_a_learning_rate_per_model(tiny_teacher, small_data):
     model = train_one_batch("multitask", tiny_teacher, small_data, student_lr=1e-3, teacher_lr=2e-5)
     [optimizer] = model.trainer.optimizers
-    assert {g["name"]: g["initial_lr"] for g in optimizer.param_groups} == {"student": 1e-3, "teacher": 2e-5}
+    groups = {g["name"]: (g["initial_lr"], g["weight_decay"]) for g in optimizer.param_groups}
+    assert groups == {
+        "student": (1e-3, 0.01),
+        "student_no_decay": (1e-3, 0.0),
+        "teacher": (2e-5, 0.01),
+        "teacher_no_decay": (2e-5, 0.0),
+    }
     assert model.automatic_optimization
+    # As BERT was trained: no weight decay on biases and LayerNorm weights, decay on every matrix.
+    undecayed = {id(p) for g in optimizer.param_groups if g["weight_decay"] == 0 for p in g["params"]}
+    norms = [m.weight for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    biases = [m.bias for m in model.modules() if isinstance(m, torch.nn.Linear | torch.nn.Conv1d)]
+    matrices = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear | torch.nn.Embedding)]
+    assert norms and all(id(p) in undecayed for p in norms + biases)
+    assert not any(id(p) in undecayed for p in matrices)
 
 
 def test_student_scheme_has_no_teacher(tiny_teacher, small_data):

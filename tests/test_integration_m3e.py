@@ -8,7 +8,7 @@ import lightning as L
 import pytest
 
 from bert2textcnn.data.datamodule import TextDataModule
-from bert2textcnn.models.teacher import Teacher, default_teacher_dir
+from bert2textcnn.models.bert import BertClassifier, default_teacher_dir
 from bert2textcnn.schemes import SCHEMES
 
 pytestmark = [
@@ -18,8 +18,8 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def m3e() -> Teacher:
-    return Teacher(None, num_labels=2)
+def m3e() -> BertClassifier:
+    return BertClassifier.from_directory(None, num_labels=2)
 
 
 def test_default_teacher_is_m3e_small_and_lowercases(m3e):

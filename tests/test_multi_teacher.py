@@ -88,7 +88,7 @@ def test_historical_checkpoint_keeps_its_own_tokenizer_and_predicts_as_standalon
     char_data = TextDataModule(str(small_data["train"]), str(small_data["val"]))  # the new model: chars
     historical = load_historical(old, char_data.labels)
     assert isinstance(historical, CheckpointModel)
-    assert historical.predictor.vocab.kind == "jieba" and historical.predictor.max_length == 20
+    assert historical.predictor.student.vocab.kind == "jieba" and historical.predictor.student.max_length == 20
     texts = char_data.train_texts()[:6]
     logits, known = historical.logits(texts)
     assert known.all()

@@ -64,9 +64,10 @@ def test_changed_data_invalidates_the_cache(teacher_checkpoint, small_data, tmp_
 
 
 def test_teacher_logits_come_back_in_input_order_despite_length_sorted_batches(tiny_teacher):
-    from bert2textcnn.models.teacher import Teacher
+    from bert2textcnn.models.bert import BertClassifier
+    from bert2textcnn.models.protocol import logits_in_order
 
-    teacher = Teacher(str(tiny_teacher), num_labels=2, max_length=64).eval()
+    teacher = BertClassifier.from_directory(str(tiny_teacher), num_labels=2, max_length=64).eval()
     texts = [
         "短",
         "一条相当长的广告消息请加微信领取免费会员卡",
@@ -76,4 +77,4 @@ def test_teacher_logits_come_back_in_input_order_despite_length_sorted_batches(t
     ]
     with torch.inference_mode():
         one_by_one = torch.cat([teacher(**teacher.encode([text])).logits for text in texts])
-    assert torch.allclose(teacher.logits_for(texts, batch_size=2), one_by_one, atol=1e-5)
+    assert torch.allclose(logits_in_order(teacher, texts, 2, batch_size=2), one_by_one, atol=1e-5)

@@ -18,7 +18,7 @@ from bert2textcnn.data.transfer import MixedBatchOrder, keep_label_fraction
 from bert2textcnn.data.vocab import MASK, Vocab
 from bert2textcnn.errors import UserError
 from bert2textcnn.losses import UNLABELED, StudentTargets, kd_per_row, labelled_ce, student_loss
-from bert2textcnn.models.teacher import Teacher
+from bert2textcnn.models.bert import BertClassifier
 from bert2textcnn.schemes import SCHEMES
 from bert2textcnn.schemes import offline as offline_module
 
@@ -145,7 +145,7 @@ def test_augmentation_is_deterministic_non_empty_and_masks_to_unk():
 
 
 def test_teacher_sees_its_own_mask_token_even_when_lowercasing(tiny_teacher):
-    teacher = Teacher(str(tiny_teacher), 2, lowercase=True)
+    teacher = BertClassifier.from_directory(str(tiny_teacher), 2, lowercase=True)
     ids = teacher.encode([f"QQ{MASK}群"])["input_ids"][0].tolist()
     assert teacher.tokenizer.mask_token_id in ids
 

@@ -35,6 +35,6 @@ def test_round_trip_through_plain_dict():
 
 
 def test_textcnn_accepts_inputs_shorter_than_its_widest_kernel():
-    model = TextCNN(vocab_size=10, num_classes=3, kernel_sizes=(2, 5), num_filters=4)
+    model = TextCNN(Vocab.build(["一二三四五六七八"]), num_classes=3, kernel_sizes=(2, 5), num_filters=4)
     out = model(torch.tensor([[3]]))
     assert out.logits.shape == (1, 3) and out.features.shape == (1, 8)

@@ -1,39 +1,67 @@
-"""TextCNN (Kim 2014): embeddings, parallel 1-D convolutions, max-over-time pooling, linear head."""
+"""TextCNN (Kim 2014): embeddings, parallel 1-D convolutions, max-over-time pooling, linear head,
+over the data's own character or jieba-word vocabulary."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-
-class ModelOutput(NamedTuple):
-    """What every model in the project returns, so distillation code never cares which one ran."""
-
-    logits: torch.Tensor  # (batch, classes)
-    features: torch.Tensor  # (batch, hidden): pooled representation, for hint losses
+from bert2textcnn.data.vocab import Vocab
+from bert2textcnn.models.protocol import ModelOutput
 
 
 class TextCNN(nn.Module):
+    kind: ClassVar[str] = "textcnn"
+    default_lr: ClassVar[float] = 1e-3
+
     def __init__(
         self,
-        vocab_size: int,
+        vocab: Vocab,
         num_classes: int,
+        max_length: int = 128,
         embedding_dim: int = 128,
-        kernel_sizes: tuple[int, ...] = (2, 3, 4),
+        kernel_sizes: Sequence[int] = (2, 3, 4),
         num_filters: int = 128,
         dropout: float = 0.5,
     ) -> None:
         super().__init__()
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
+        self.vocab, self.max_length = vocab, max_length
+        self.embedding = nn.Embedding(len(vocab), embedding_dim, padding_idx=0)
         self.convs = nn.ModuleList(nn.Conv1d(embedding_dim, num_filters, k) for k in kernel_sizes)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(num_filters * len(kernel_sizes), num_classes)
         self.kernel_sizes = tuple(kernel_sizes)
         # Inputs shorter than the widest kernel would leave it nothing to convolve: pad to this.
         self.min_length = max(kernel_sizes)
+
+    @classmethod
+    def from_options(cls, vocab: Vocab, num_classes: int, max_length: int, options: Mapping[str, Any]) -> TextCNN:
+        """The student a scheme's hyper-parameters describe."""
+        sizes = {k: options[k] for k in ("embedding_dim", "kernel_sizes", "num_filters", "dropout")}
+        return cls(vocab, num_classes, max_length, **sizes)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "vocab": self.vocab.to_dict(),
+            "max_length": self.max_length,
+            "embedding_dim": self.embedding.embedding_dim,
+            "kernel_sizes": list(self.kernel_sizes),
+            "num_filters": self.convs[0].out_channels,
+            "dropout": self.dropout.p,
+        }
+
+    @classmethod
+    def from_description(cls, description: Mapping[str, Any], num_classes: int) -> TextCNN:
+        return cls.from_options(
+            Vocab.from_dict(description["vocab"]), num_classes, int(description["max_length"]), description
+        )
+
+    def encode(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.vocab.encode_batch(texts, self.max_length, self.min_length)}
 
     def forward(self, input_ids: torch.Tensor) -> ModelOutput:
         """``input_ids`` (batch, length), right-padded with id 0.
@@ -56,15 +84,3 @@ class TextCNN(nn.Module):
             pooled.append(scores.masked_fill_(~valid.unsqueeze(1), float("-inf")).amax(dim=2).relu())
         features = torch.cat(pooled, dim=1)
         return ModelOutput(self.head(self.dropout(features)), features)
-
-
-def student_from_hparams(vocab_size: int, num_classes: int, hparams: Mapping[str, Any]) -> TextCNN:
-    """The student a scheme's hyper-parameters describe (training and standalone prediction alike)."""
-    return TextCNN(
-        vocab_size,
-        num_classes,
-        hparams["embedding_dim"],
-        tuple(hparams["kernel_sizes"]),
-        hparams["num_filters"],
-        hparams["dropout"],
-    )

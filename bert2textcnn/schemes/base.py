@@ -21,8 +21,8 @@ from bert2textcnn.errors import UserError
 from bert2textcnn.historical import HistoricalModel, load_historical
 from bert2textcnn.losses import StudentTargets
 from bert2textcnn.metrics import ClassificationMetrics, CompatibilityMetrics
-from bert2textcnn.models.teacher import Teacher
-from bert2textcnn.models.textcnn import student_from_hparams
+from bert2textcnn.models import build_student
+from bert2textcnn.models.bert import BertClassifier, StudentInit
 from bert2textcnn.teacher_gate import KDSchedule, check_teacher
 
 log = logging.getLogger(__name__)
@@ -54,11 +54,14 @@ class DistillationModule(L.LightningModule):
         teacher_gate: float | None = 0.05,
         teacher: str | None = None,
         teacher_lowercase: bool | None = None,
+        student: Literal["textcnn", "bert"] = "textcnn",
+        student_layers: int = 1,
+        student_init: StudentInit = "first",
         embedding_dim: int = 128,
         kernel_sizes: tuple[int, ...] = (2, 3, 4),
         num_filters: int = 128,
         dropout: float = 0.5,
-        student_lr: float = 1e-3,
+        student_lr: float | None = None,
         teacher_lr: float = 2e-5,
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
@@ -96,13 +99,21 @@ class DistillationModule(L.LightningModule):
             teacher: Local Hugging Face BERT directory; default: the bundled m3e-small.
             teacher_lowercase: Lowercase text for the teacher's tokenizer. Default: on when
                 its vocabulary knows only lowercase Latin letters (true of m3e-small).
-            embedding_dim: Student token-embedding size.
+            student: The student's kind: ``textcnn`` (over the data's char/jieba vocabulary) or
+                ``bert``, a small BERT cut from the ``teacher`` folder (its tokenizer and config).
+            student_layers: A ``bert`` student's encoder layers (1 to the teacher's layer count).
+            student_init: How a ``bert`` student starts: ``first``, the teacher folder's embeddings
+                and first layers; ``every_kth``, every (n/L)-th layer ending with the last;
+                ``random``, the same shape drawn afresh. Always from the pre-trained folder, not
+                from a fine-tuned teacher checkpoint.
+            embedding_dim: TextCNN student token-embedding size.
             kernel_sizes: Student convolution widths, one filter bank each.
             num_filters: Filters per kernel width.
             dropout: Dropout before the student's classifier.
-            student_lr: Peak learning rate of the student (AdamW).
+            student_lr: Peak learning rate of the student (AdamW). Default: the kind's own,
+                1e-3 for ``textcnn``, 1e-4 for ``bert``.
             teacher_lr: Peak learning rate of the teacher (AdamW).
-            weight_decay: AdamW weight decay, for both models.
+            weight_decay: AdamW weight decay on both models' weight matrices (none on biases and LayerNorm).
             warmup_ratio: Share of training spent warming the learning rates up linearly;
                 they then decay linearly to zero.
             max_grad_norm: Clip each model's gradient to this L2 norm (0 disables).
@@ -126,8 +137,10 @@ class DistillationModule(L.LightningModule):
         self.compare_to = compare_to
         self.hparams.kernel_sizes = list(kernel_sizes)  # a plain list reads back from YAML anywhere
         self.labels, self.vocab, self.max_length = list(labels), vocab, max_length
-        self.student = student_from_hparams(len(vocab), len(labels), self.hparams) if self.has_student else None
-        self.teacher: Teacher | None = None  # built in configure_model, and only when used
+        self.student = (
+            build_student(student, vocab, len(labels), max_length, self.hparams) if self.has_student else None
+        )
+        self.teacher: BertClassifier | None = None  # built in configure_model, and only when used
         self.metrics = nn.ModuleDict(
             {f"{stage}_{role}": ClassificationMetrics(self.labels) for stage in ("val", "test") for role in self.roles}
         )
@@ -215,8 +228,10 @@ class DistillationModule(L.LightningModule):
         if self.has_teacher and self.teacher is None and not predicting:
             self.teacher = self.build_teacher()
 
-    def build_teacher(self) -> Teacher:
-        return Teacher(self.hparams.teacher, len(self.labels), self.max_length, self.hparams.teacher_lowercase)
+    def build_teacher(self) -> BertClassifier:
+        return BertClassifier.from_directory(
+            self.hparams.teacher, len(self.labels), self.max_length, self.hparams.teacher_lowercase
+        )
 
     def on_fit_start(self) -> None:
         if self.teacher is not None:
@@ -253,7 +268,7 @@ class DistillationModule(L.LightningModule):
         """Encode the batch's raw texts for each model present, each with its own tokenizer."""
         texts = batch["text"]
         if self.student is not None:
-            batch["student_ids"] = self.vocab.encode_batch(texts, self.max_length, self.student.min_length)
+            batch["student_inputs"] = self.student.encode(texts)
         if self.teacher is not None:
             batch["teacher_inputs"] = self.teacher.encode(texts)
         if self.reference is not None and not self.trainer.training:
@@ -261,7 +276,7 @@ class DistillationModule(L.LightningModule):
         return batch
 
     def student_logits(self, batch: dict[str, Any]) -> torch.Tensor:
-        return self.student(batch["student_ids"]).logits
+        return self.student(**batch["student_inputs"]).logits
 
     def teacher_logits(self, batch: dict[str, Any]) -> torch.Tensor:
         return self.teacher(**batch["teacher_inputs"]).logits
@@ -314,15 +329,17 @@ class DistillationModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         """AdamW per trained model (one optimizer with a param group each when the scheme steps
         once per batch), each with linear warm-up then linear decay over the run's batches."""
-        lrs = {"student": self.hparams.student_lr, "teacher": self.hparams.teacher_lr}
+        lrs = {"teacher": self.hparams.teacher_lr}
+        if self.student is not None:
+            lrs["student"] = self.hparams.student_lr or self.student.default_lr
         modules = self.trained_modules()
         per_optimizer = [[role] for role in modules] if self.separate_optimizers else [list(modules)]
         self.run_batches = self.training_batches()
         schedule = _warmup_then_decay(self.run_batches, self.hparams.warmup_ratio)
         configs = []
         for roles in per_optimizer:
-            groups = [{"params": modules[r].parameters(), "lr": lrs[r], "name": r} for r in roles]
-            optimizer = torch.optim.AdamW(groups, weight_decay=self.hparams.weight_decay)
+            groups = [group for r in roles for group in _decay_groups(modules[r], lrs[r], r, self.hparams.weight_decay)]
+            optimizer = torch.optim.AdamW(groups)
             scheduler = LambdaLR(optimizer, [schedule] * len(groups))
             configs.append(
                 {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"}}
@@ -436,6 +453,8 @@ class DistillationModule(L.LightningModule):
             "vocab": self.vocab.to_dict(),
             "max_length": self.max_length,
         }
+        if self.student is not None:
+            checkpoint[RECORD_KEY]["student"] = self.student.describe()
         checkpoint["kd_schedule"] = self.kd_schedule.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -445,6 +464,16 @@ class DistillationModule(L.LightningModule):
             state = checkpoint["state_dict"]
             for key in [k for k in state if k.startswith("teacher.")]:
                 del state[key]
+
+
+def _decay_groups(module: nn.Module, lr: float, name: str, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW parameter groups: weight decay on matrices, none on biases and LayerNorm weights
+    (every parameter of fewer than two dimensions), as BERT was trained."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    return [
+        {"params": [p for p in params if p.ndim >= 2], "lr": lr, "name": name, "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "lr": lr, "name": f"{name}_no_decay", "weight_decay": 0.0},
+    ]
 
 
 def _warmup_then_decay(total: int, warmup_ratio: float):

@@ -21,13 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bert2textcnn.checkpoint import load_trained_teacher
 from bert2textcnn.errors import UserError
 from bert2textcnn.historical import HistoricalModel, ScoresFile, load_historical
 from bert2textcnn.losses import kd_to_distribution, mixed_soft_target, pseudo_labels, student_objective
-from bert2textcnn.models.teacher import Teacher
+from bert2textcnn.models.bert import BertClassifier
+from bert2textcnn.models.protocol import logits_in_order
 from bert2textcnn.schemes.base import Role
 from bert2textcnn.schemes.joint_isolated import JointIsolatedScheme
-from bert2textcnn.schemes.offline import load_trained_teacher
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class MultiTeacherScheme(JointIsolatedScheme):
     def teacher_is_frozen(self) -> bool:
         return self.hparams.teacher_checkpoint is not None
 
-    def build_teacher(self) -> Teacher:
+    def build_teacher(self) -> BertClassifier:
         if not self.teacher_is_frozen:
             return super().build_teacher()
         teacher = load_trained_teacher(self.hparams.teacher_checkpoint, self.labels, self.max_length)
@@ -100,7 +101,9 @@ class MultiTeacherScheme(JointIsolatedScheme):
         if self.teacher_is_frozen:
             texts, labels = self.trainer.datamodule.texts_and_labels("val")
             with torch.no_grad():
-                logits = self.teacher.eval().logits_for(texts, self.trainer.datamodule.batch_size)
+                logits = logits_in_order(
+                    self.teacher.eval(), texts, len(self.labels), self.trainer.datamodule.batch_size
+                )
             self.check_frozen_teacher(logits, labels, self.hparams.teacher_checkpoint)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:

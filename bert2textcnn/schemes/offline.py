@@ -15,11 +15,11 @@ from typing import Any
 
 import torch
 
-from bert2textcnn.checkpoint import RECORD_KEY, read_checkpoint
+from bert2textcnn.checkpoint import load_trained_teacher
 from bert2textcnn.errors import UserError
 from bert2textcnn.io import atomic_write
 from bert2textcnn.losses import student_loss
-from bert2textcnn.models.teacher import Teacher
+from bert2textcnn.models.protocol import logits_in_order
 from bert2textcnn.schemes.base import DistillationModule
 
 log = logging.getLogger(__name__)
@@ -72,21 +72,6 @@ class OfflineScheme(DistillationModule):
         return {**terms, "loss": terms["loss_student"]}
 
 
-def load_trained_teacher(path: str, labels: Sequence[str], max_length: int) -> Teacher:
-    """Rebuild the teacher a project checkpoint was trained with, weights included."""
-    checkpoint = read_checkpoint(path)
-    trained_labels = checkpoint[RECORD_KEY]["labels"]
-    if list(trained_labels) != list(labels):
-        raise UserError(f"{path}: teacher was trained on labels {trained_labels}, the data has {list(labels)}")
-    hparams = checkpoint.get("hyper_parameters", {})
-    state = {k.removeprefix("teacher."): v for k, v in checkpoint["state_dict"].items() if k.startswith("teacher.")}
-    if not state:
-        raise UserError(f"{path}: holds no teacher weights; train one with `fit --scheme teacher`")
-    teacher = Teacher(hparams.get("teacher"), len(labels), max_length, hparams.get("teacher_lowercase"))
-    teacher.load_state_dict(state)
-    return teacher.eval()
-
-
 def fingerprint(texts: Sequence[str], checkpoint: str, max_length: int) -> str:
     digest = hashlib.sha256(f"format={CACHE_FORMAT};max_length={max_length};n={len(texts)}\n".encode())
     for text in texts:
@@ -118,7 +103,7 @@ def teacher_logits_cache(
             log.info("Reusing cached teacher logits %s", path)
             return cached
     log.info("Computing teacher logits over %d texts (cached to %s)", len(texts), path)
-    logits = load_trained_teacher(checkpoint, labels, max_length).logits_for(texts, batch_size)
+    logits = logits_in_order(load_trained_teacher(checkpoint, labels, max_length), texts, len(labels), batch_size)
     atomic_write(path, lambda tmp: torch.save(logits, tmp))
     return logits
 

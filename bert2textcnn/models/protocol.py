@@ -1,0 +1,60 @@
+"""What every model the framework trains or serves looks like, whatever its kind.
+
+A scheme, the predictor, export and the benchmark talk to a model only through this surface, so a
+new model kind (a TextCNN, a BERT as teacher or as student, …) is one file and one registry line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, NamedTuple, Protocol
+
+import torch
+
+from bert2textcnn.data.vocab import Vocab
+
+
+class ModelOutput(NamedTuple):
+    """What every model returns, so distillation code never cares which one ran."""
+
+    logits: torch.Tensor  # (batch, classes)
+    features: torch.Tensor  # (batch, hidden): the pooled representation the head reads, for hint losses
+    hidden_states: tuple[torch.Tensor, ...] = ()  # per layer (batch, tokens, hidden), where a model has layers
+
+
+class Classifier(Protocol):
+    """A text classifier that brings its own tokenizer and can be rebuilt from its checkpoint."""
+
+    kind: ClassVar[str]  # the registry name, e.g. ``textcnn`` or ``bert``
+    default_lr: ClassVar[float]  # the peak AdamW learning rate this kind trains well at
+
+    def encode(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Raw texts to this model's keyword inputs, padded to the batch's longest text."""
+        ...
+
+    def __call__(self, **inputs: torch.Tensor) -> ModelOutput: ...
+
+    def describe(self) -> dict[str, Any]:
+        """Plain types (read back with ``weights_only``) that, with the weights, rebuild the model:
+        its kind, sizes and tokenizer."""
+        ...
+
+    @classmethod
+    def from_options(cls, vocab: Vocab, num_classes: int, max_length: int, options: Mapping[str, Any]) -> Classifier:
+        """A new model sized by a scheme's hyper-parameters (``vocab``: the data's, for kinds that use it)."""
+        ...
+
+    @classmethod
+    def from_description(cls, description: Mapping[str, Any], num_classes: int) -> Classifier:
+        """An untrained model of the described shape, ready for ``load_state_dict``."""
+        ...
+
+
+@torch.inference_mode()
+def logits_in_order(model: Classifier, texts: Sequence[str], num_classes: int, batch_size: int = 64) -> torch.Tensor:
+    """``model``'s logits for ``texts`` in their order, computed over batches of similar length:
+    on short texts a batch in file order is mostly padding."""
+    logits = torch.empty(len(texts), num_classes)
+    for rows in Vocab.length_sorted_rows(texts, batch_size):
+        logits[rows] = model(**model.encode([texts[i] for i in rows])).logits.float()
+    return logits
