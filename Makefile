@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint venv clean bench notebooks
+.PHONY: demo test test-fast lint venv clean bench notebooks
 
 venv: $(STAMP)
 
@@ -32,6 +32,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$rc
+
+# The in-process tier (units, schemes on a tiny BERT, gradient flow): about a minute on 2 cores.
+# `make test` runs these and the slow end-to-end tier (subprocess CLI, DDP, SIGKILL, benchmark).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow and not integration"; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-fast: no tests were collected" >&2; exit 1; fi; exit $$rc
 
 # The README's Results: every scheme x 3 seeds on ../shared/data/sms_spam_zh with the real
 # teacher, plus the 5 % label scenario; about 2 hours on 2 CPU cores, resumable.

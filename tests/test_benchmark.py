@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # end to end, in subprocesses: left out of `make test-fast`
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -49,7 +51,14 @@ def test_benchmark_writes_every_file(report):
     assert {"macro_f1", "precision_spam", "recall_spam", "coverage", "negative_flip_rate", "train_seconds"} <= set(
         rows[0]
     )
-    assert 0 <= float(rows[2]["macro_f1"]) <= 1 and rows[3]["teacher_macro_f1"]
+    from bert2textcnn.data.datamodule import demo_path
+    from bert2textcnn.data.records import read_records
+
+    test = read_records(demo_path("test"))
+    targets = [sorted({r.label for r in test}).index(r.label) for r in test]
+    offline = json.loads((output / "runs" / "offline-seed0.json").read_text(encoding="utf-8"))
+    assert float(rows[2]["macro_f1"]) == pytest.approx(hand_macro_f1(offline["probabilities"]["student"], targets))
+    assert rows[3]["teacher_macro_f1"]
     assert all(float(row["texts_per_s"]) > 0 for row in rows)  # every row's own model, timed
     plain_f1 = float(rows[1]["macro_f1"])  # the same seed's plain student
     assert float(rows[2]["macro_f1_minus_plain"]) == pytest.approx(float(rows[2]["macro_f1"]) - plain_f1)

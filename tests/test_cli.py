@@ -13,6 +13,8 @@ import torch
 
 from bert2textcnn.predictor import StudentPredictor
 
+pytestmark = pytest.mark.slow  # end to end, in subprocesses: left out of `make test-fast`
+
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2"]
 

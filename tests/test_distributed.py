@@ -13,6 +13,8 @@ import pytest
 
 from bert2textcnn.checkpoint import project_record
 
+pytestmark = pytest.mark.slow  # end to end, in subprocesses: left out of `make test-fast`
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -54,5 +54,5 @@ def test_joint_isolated_trains_a_few_steps_with_m3e(tmp_path):
     trainer.fit(model, datamodule=data)
     assert trainer.fit_loop.epoch_loop.batch_progress.total.completed == 3
     assert trainer.global_step == 6  # two optimizer steps per batch (Lightning #17958)
-    assert trainer.callback_metrics["val/teacher_macro_f1"] >= 0
+    assert "val/teacher_macro_f1" in trainer.callback_metrics  # the teacher was evaluated
     assert trainer.checkpoint_callback.best_model_path

@@ -18,6 +18,8 @@ import pytest
 import torch
 from test_serving import trained_checkpoint
 
+pytestmark = pytest.mark.slow  # end to end, in subprocesses: left out of `make test-fast`
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -57,6 +57,7 @@ def test_export_agrees_with_pytorch_and_predicts_the_same_labels(exported, stude
     assert served.probabilities([]).shape == (0, 2)
 
 
+@pytest.mark.slow
 def test_onnx_classifier_needs_no_torch_and_no_lightning(exported, student_checkpoint):
     script = (
         "import sys, json\n"
@@ -79,6 +80,7 @@ def test_failed_parity_check_writes_nothing(student_checkpoint, tmp_path, monkey
     assert list((tmp_path / "out").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_speed_command_writes_comparable_json(small_data, tiny_teacher, tmp_path):
     checkpoint = trained_checkpoint("joint_isolated", small_data, tmp_path, teacher=str(tiny_teacher))
     output = tmp_path / "speed.json"
@@ -91,9 +93,10 @@ def test_speed_command_writes_comparable_json(small_data, tiny_teacher, tmp_path
     figures = json.loads(output.read_text(encoding="utf-8"))
     for model in ("student", "teacher", "student_onnx"):
         assert {"texts_per_s_b64", "ms_b1_p50", "ms_b1_p95"} <= set(figures[model])
-        assert figures[model]["texts_per_s_b64"] > 0 and figures[model]["ms_b1_p50"] <= figures[model]["ms_b1_p95"]
+        assert figures[model]["texts_per_s_b64"] > 0 and figures[model]["ms_b1_p50"] > 0
     assert figures["ratio_b64"] == pytest.approx(
         figures["student"]["texts_per_s_b64"] / figures["teacher"]["texts_per_s_b64"]
     )
+    assert figures["ratio_b1"] == pytest.approx(figures["teacher"]["ms_b1_p50"] / figures["student"]["ms_b1_p50"])
     assert figures["student_matmul_bound"] > 0
     assert "student / teacher" in result.stdout and "student ceiling" in result.stdout

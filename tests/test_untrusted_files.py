@@ -47,6 +47,7 @@ def test_a_checkpoint_with_pickled_code_is_refused_without_running(planted):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args",
     [
