@@ -1,28 +1,27 @@
-"""What every scheme shares: the student, the teacher, text encoding, metrics, logging,
-optimizers, checkpoint contents and prediction. A scheme subclass states only what differs:
-its loss terms, what is detached, and how many optimizers step per batch.
+"""What every scheme shares: the student, the teacher, text encoding, logging, checkpoint contents
+and prediction; evaluation (``Evaluation``) and optimizers (``optimization``) are collaborators.
+A scheme subclass states only what differs: its loss terms, what is detached, and how many
+optimizers step per batch.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any, ClassVar, Literal
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
-from torch.optim.lr_scheduler import LambdaLR
 
 from bert2textcnn.checkpoint import RECORD_KEY
 from bert2textcnn.errors import UserError
+from bert2textcnn.evaluation import Evaluation, positive_index
 from bert2textcnn.historical import HistoricalModel, load_historical
 from bert2textcnn.losses import StudentTargets
-from bert2textcnn.metrics import ClassificationMetrics, CompatibilityMetrics
 from bert2textcnn.models import build_student
 from bert2textcnn.models.bert import BertClassifier, StudentInit
+from bert2textcnn.optimization import adamw_with_schedule, training_batches
 from bert2textcnn.teacher_gate import KDSchedule, check_teacher
 
 log = logging.getLogger(__name__)
@@ -141,22 +140,12 @@ class DistillationModule(L.LightningModule):
             build_student(student, vocab, len(labels), max_length, self.hparams) if self.has_student else None
         )
         self.teacher: BertClassifier | None = None  # built in configure_model, and only when used
-        self.metrics = nn.ModuleDict(
-            {f"{stage}_{role}": ClassificationMetrics(self.labels) for stage in ("val", "test") for role in self.roles}
-        )
-        self.positive_index = self._positive_index(positive_label)
-        self.compatibility = nn.ModuleDict({s: CompatibilityMetrics(self.positive_index) for s in ("val", "test")})
+        self.positive_index = positive_index(self.labels, positive_label)
+        self.evaluation = Evaluation(self.labels, self.roles, self.positive_index)
         self.reference: HistoricalModel | None = None  # loaded in setup, when there is one
         gate = teacher_gate if self.teacher_learns_jointly else None  # a frozen teacher is checked once instead
         self.kd_schedule = KDSchedule(len(self.labels), kd_warmup, gate)
         self.run_batches: int | None = None  # set with the optimizers, for the KD ramp
-
-    def _positive_index(self, positive_label: str | None) -> int:
-        if positive_label is None:
-            return self.labels.index("spam") if "spam" in self.labels else len(self.labels) - 1
-        if positive_label not in self.labels:
-            raise UserError(f"--model.positive_label {positive_label!r} is not one of the labels {self.labels}")
-        return self.labels.index(positive_label)
 
     @property
     def roles(self) -> list[Role]:
@@ -327,40 +316,14 @@ class DistillationModule(L.LightningModule):
         return len(self.trained_modules()) if self.separate_optimizers else 1
 
     def configure_optimizers(self) -> Any:
-        """AdamW per trained model (one optimizer with a param group each when the scheme steps
-        once per batch), each with linear warm-up then linear decay over the run's batches."""
         lrs = {"teacher": self.hparams.teacher_lr}
         if self.student is not None:
             lrs["student"] = self.hparams.student_lr or self.student.default_lr
+        self.run_batches = training_batches(self.trainer, self.optimizer_steps_per_batch)
         modules = self.trained_modules()
         per_optimizer = [[role] for role in modules] if self.separate_optimizers else [list(modules)]
-        self.run_batches = self.training_batches()
-        schedule = _warmup_then_decay(self.run_batches, self.hparams.warmup_ratio)
-        configs = []
-        for roles in per_optimizer:
-            groups = [group for r in roles for group in _decay_groups(modules[r], lrs[r], r, self.hparams.weight_decay)]
-            optimizer = torch.optim.AdamW(groups)
-            scheduler = LambdaLR(optimizer, [schedule] * len(groups))
-            configs.append(
-                {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"}}
-            )
-        return configs[0] if len(configs) == 1 else configs
-
-    def training_batches(self) -> int:
-        """Batches this run trains on, to size the schedules. Lightning's ``max_steps`` counts
-        optimizer steps, so a scheme stepping two optimizers per batch trains ``max_steps / 2``
-        batches (Lightning #17958); ``max_epochs`` counts batches as usual."""
-        trainer = self.trainer
-        by_steps = (
-            math.ceil(trainer.max_steps / self.optimizer_steps_per_batch) if trainer.max_steps != -1 else math.inf
-        )
-        if trainer.max_epochs in (None, -1):
-            if by_steps == math.inf:
-                raise UserError("set --trainer.max_epochs or --trainer.max_steps: the schedule needs a length")
-            return by_steps
-        trainer.estimated_stepping_batches  # noqa: B018  # loads the train data, so its length is known
-        by_epochs = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches) * trainer.max_epochs
-        return max(1, min(by_epochs, by_steps))
+        hp = self.hparams
+        return adamw_with_schedule(modules, lrs, per_optimizer, self.run_batches, hp.warmup_ratio, hp.weight_decay)
 
     def configure_gradient_clipping(
         self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None
@@ -377,68 +340,19 @@ class DistillationModule(L.LightningModule):
             logits["teacher"] = self.teacher_logits(batch)
         return logits
 
-    def _evaluate(self, stage: str, batch: dict[str, Any]) -> None:
-        labels = batch["label"]
-        for role, logits in self.evaluated_logits(batch).items():
-            self.metrics[f"{stage}_{role}"].update(logits, labels)
-            self.log(f"{stage}/loss_ce_{role}", F.cross_entropy(logits, labels), batch_size=len(labels), sync_dist=True)
-            if role == "student" and "reference_logits" in batch:
-                known = batch["reference_mask"]
-                self.compatibility[stage].update(logits[known], batch["reference_logits"][known], labels[known])
-
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate("val", batch)
+        self.evaluation.update(self, "val", self.evaluated_logits(batch), batch)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate("test", batch)
-
-    def _end_of_evaluation(self, stage: str) -> dict[str, dict[str, torch.Tensor]]:
-        results = {}
-        for key, metrics in self.metrics.items():
-            if not key.startswith(stage) or metrics.confusion.update_count == 0:
-                continue
-            role = key.split("_", 1)[1]
-            values = metrics.compute()
-            scalars = metrics.scalars(values, f"{stage}/{role}_")
-            macro_f1 = f"{stage}/{role}_macro_f1"
-            # The metrics hold every process's rows already (torchmetrics syncs their states), so
-            # sync_dist only averages equal values; it keeps Lightning's multi-process checks quiet.
-            self.log(macro_f1, scalars[macro_f1], prog_bar=True, sync_dist=True)
-            self.log_dict({k: v for k, v in scalars.items() if k != macro_f1}, sync_dist=True)
-            if stage == "val":  # the HParams tab's columns, so runs of every scheme line up
-                positive_recall = f"{stage}/{role}_recall_{self.labels[self.positive_index]}"
-                columns = {f"hp/{role}_macro_f1": scalars[macro_f1], f"hp/{role}_recall": scalars[positive_recall]}
-                self.log_dict(columns, sync_dist=True)
-            if isinstance(self.logger, TensorBoardLogger) and not self.trainer.sanity_checking:
-                figure = metrics.figure(values, f"{role} · {stage} · epoch {self.current_epoch}")
-                self.logger.experiment.add_figure(f"{stage}/{role}_confusion_matrix", figure, self.global_step)
-                is_positive, score = metrics.curve_inputs(self.positive_index)
-                tag = f"{stage}/{role}_pr_curve_{self.labels[self.positive_index]}"
-                self.logger.experiment.add_pr_curve(tag, is_positive, score, self.global_step)
-            metrics.reset()
-            results[role] = values
-        compatibility = self.compatibility[stage]
-        if compatibility.update_count:
-            values = compatibility.compute()
-            self.log_dict({f"{stage}/compat_{name}": value for name, value in values.items()}, sync_dist=True)
-            results["compatibility"] = values
-            compatibility.reset()
-        return results
+        self.evaluation.update(self, "test", self.evaluated_logits(batch), batch)
 
     def on_validation_epoch_end(self) -> None:
-        self._end_of_evaluation("val")
+        self.evaluation.finish(self, "val")
 
     def on_test_epoch_end(self) -> None:
-        results = self._end_of_evaluation("test")
-        if not self.trainer.is_global_zero:
-            return
-        compatibility = results.pop("compatibility", None)
-        for role, values in results.items():
-            print("\n" + self.metrics[f"test_{role}"].report(values, f"Test report · {role} ({self.name})"))
-        if compatibility is not None:
-            print(f"\nStudent vs {self.reference.source} (old model):")
-            for name, value in compatibility.items():
-                print(f"  {name.replace('_', ' '):<20} {value.item():.4f}")
+        results = self.evaluation.finish(self, "test")
+        if self.trainer.is_global_zero:
+            self.evaluation.print_test_report(results, self.name, self.reference and self.reference.source)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         model = self.student_logits if self.student is not None else self.teacher_logits
@@ -464,24 +378,3 @@ class DistillationModule(L.LightningModule):
             state = checkpoint["state_dict"]
             for key in [k for k in state if k.startswith("teacher.")]:
                 del state[key]
-
-
-def _decay_groups(module: nn.Module, lr: float, name: str, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW parameter groups: weight decay on matrices, none on biases and LayerNorm weights
-    (every parameter of fewer than two dimensions), as BERT was trained."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    return [
-        {"params": [p for p in params if p.ndim >= 2], "lr": lr, "name": name, "weight_decay": weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "lr": lr, "name": f"{name}_no_decay", "weight_decay": 0.0},
-    ]
-
-
-def _warmup_then_decay(total: int, warmup_ratio: float):
-    warmup = int(total * warmup_ratio)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    return factor
