@@ -21,7 +21,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from bert2textcnn.errors import UserError
-from bert2textcnn.io import atomic_write
+from bert2textcnn.files import atomic_write
 from bert2textcnn.models.bert import BertClassifier
 
 RECORD_KEY = "bert2textcnn"

@@ -22,9 +22,9 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from bert2textcnn.checkpoint import AtomicCheckpointIO, project_record
 from bert2textcnn.commands import COMMANDS
 from bert2textcnn.data.datamodule import TextDataModule
+from bert2textcnn.distill.schemes import DEFAULT_SCHEME, SCHEMES, describe
 from bert2textcnn.errors import UserError
-from bert2textcnn.predictions import PredictionWriter
-from bert2textcnn.schemes import DEFAULT_SCHEME, SCHEMES, describe
+from bert2textcnn.inference.prediction_writer import PredictionWriter
 from bert2textcnn.seeding import EpochSeeding
 
 RUNS_DIR = "runs"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bert2textcnn.benchmark import DISTILLED, BenchmarkData, plan, run_all
+from bert2textcnn.bench.benchmark import DISTILLED, BenchmarkData, plan, run_all
 from bert2textcnn.data.datamodule import demo_path
 from bert2textcnn.data.records import check_label_kinds, check_labels, label_map, read_records, read_texts
 from bert2textcnn.data.survey import survey
@@ -34,7 +34,7 @@ def export(
         texts: Texts for the parity check (CSV/TSV/JSONL/.txt); default: the bundled demo corpus.
         text_column: Text column of that file.
     """
-    from bert2textcnn.export import export_student  # needs the `export` extra (onnx, onnxruntime)
+    from bert2textcnn.inference.export import export_student  # needs the `export` extra (onnx, onnxruntime)
 
     figures = export_student(ckpt_path, output, _texts(texts, text_column))
     print(f"Exported to {output}/ (student.onnx, student.json)")
@@ -66,7 +66,7 @@ def speed(
         teacher: Teacher directory when the checkpoint holds none (default: m3e-small).
         output: Also write the figures as JSON to this file.
     """
-    from bert2textcnn.speed import measure, report, write_json  # needs the `export` extra
+    from bert2textcnn.bench.speed import measure, report, write_json  # needs the `export` extra
 
     results = measure(ckpt_path, _texts(texts, text_column), threads, batch_size, latency_texts, min_seconds, teacher)
     print(report(results))

@@ -59,7 +59,7 @@ def teacher_checkpoint(tiny_teacher, small_data, tmp_path_factory) -> str:
     validation (balanced accuracy about 0.88), so the teacher gate lets it teach."""
     import lightning as L
 
-    from bert2textcnn.schemes import SCHEMES
+    from bert2textcnn.distill.schemes import SCHEMES
 
     L.seed_everything(0, verbose=False)
     data = TextDataModule(str(small_data["train"]), str(small_data["val"]), batch_size=32)

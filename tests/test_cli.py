@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bert2textcnn.predictor import StudentPredictor
+from bert2textcnn.inference.predictor import StudentPredictor
 
 pytestmark = pytest.mark.slow  # end to end, in subprocesses: left out of `make test-fast`
 

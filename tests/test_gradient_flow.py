@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from bert2textcnn.data.datamodule import TextDataModule
-from bert2textcnn.schemes import SCHEMES
+from bert2textcnn.distill.schemes import SCHEMES
 
 # The loss each scheme back-propagates into each model.
 OBJECTIVE = {

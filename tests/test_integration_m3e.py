@@ -8,8 +8,8 @@ import lightning as L
 import pytest
 
 from bert2textcnn.data.datamodule import TextDataModule
+from bert2textcnn.distill.schemes import SCHEMES
 from bert2textcnn.models.bert import BertClassifier, default_teacher_dir
-from bert2textcnn.schemes import SCHEMES
 
 pytestmark = [
     pytest.mark.integration,

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from bert2textcnn.losses import StudentTargets, kd_loss, student_loss
+from bert2textcnn.distill.losses import StudentTargets, kd_loss, student_loss
 
 
 def test_kd_matches_hand_computation_including_t_squared():

@@ -1,7 +1,7 @@
 import torch
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassPrecision, MulticlassRecall
 
-from bert2textcnn.metrics import ClassificationMetrics
+from bert2textcnn.distill.metrics import ClassificationMetrics
 
 
 def test_figures_agree_with_torchmetrics():

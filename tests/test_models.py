@@ -11,15 +11,15 @@ import pytest
 import torch
 
 from bert2textcnn.checkpoint import read_checkpoint, student_description
+from bert2textcnn.compat.historical import load_historical
 from bert2textcnn.data.datamodule import TextDataModule
+from bert2textcnn.distill.schemes import SCHEMES
 from bert2textcnn.errors import UserError
-from bert2textcnn.export import export_student
-from bert2textcnn.historical import load_historical
+from bert2textcnn.inference.export import export_student
+from bert2textcnn.inference.predictor import StudentPredictor
+from bert2textcnn.inference.serving import OnnxClassifier
 from bert2textcnn.models import STUDENT_KINDS, build_student, classifier_from_description
 from bert2textcnn.models.bert import BertClassifier
-from bert2textcnn.predictor import StudentPredictor
-from bert2textcnn.schemes import SCHEMES
-from bert2textcnn.serving import OnnxClassifier
 
 LEGACY = Path(__file__).parent / "data" / "legacy_textcnn_student"
 TEXTS = ["加微信领取免费会员", "今天地铁又晚点了", "恭喜您中奖了请点击链接", "好"]

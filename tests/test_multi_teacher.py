@@ -7,13 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bert2textcnn.compat.historical import CheckpointModel, ScoresFile, label_order, load_historical
 from bert2textcnn.data.datamodule import TextDataModule
+from bert2textcnn.distill.losses import kd_to_distribution, mixed_soft_target
+from bert2textcnn.distill.metrics import CompatibilityMetrics
+from bert2textcnn.distill.schemes import SCHEMES
 from bert2textcnn.errors import DataError, UserError
-from bert2textcnn.historical import CheckpointModel, ScoresFile, label_order, load_historical
-from bert2textcnn.losses import kd_to_distribution, mixed_soft_target
-from bert2textcnn.metrics import CompatibilityMetrics
-from bert2textcnn.predictor import StudentPredictor
-from bert2textcnn.schemes import SCHEMES
+from bert2textcnn.inference.predictor import StudentPredictor
 
 LABELS = ["normal", "spam"]
 

@@ -8,8 +8,8 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from bert2textcnn.data.datamodule import TextDataModule
+from bert2textcnn.distill.schemes import SCHEMES
 from bert2textcnn.errors import UserError
-from bert2textcnn.schemes import SCHEMES
 
 
 @pytest.mark.parametrize("scheme", ["student", "joint_isolated"])

@@ -8,8 +8,8 @@ import lightning as L
 import torch
 
 from bert2textcnn.data.datamodule import TextDataModule
-from bert2textcnn.schemes import SCHEMES
-from bert2textcnn.schemes import offline as offline_module
+from bert2textcnn.distill.schemes import SCHEMES
+from bert2textcnn.distill.schemes import offline as offline_module
 
 
 def fit(scheme: str, data: TextDataModule, root, **hparams):

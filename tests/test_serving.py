@@ -12,12 +12,12 @@ import lightning as L
 import pytest
 from conftest import read_demo
 
-from bert2textcnn import export as export_module
 from bert2textcnn.data.datamodule import TextDataModule
+from bert2textcnn.distill.schemes import SCHEMES
 from bert2textcnn.errors import UserError
-from bert2textcnn.predictor import StudentPredictor
-from bert2textcnn.schemes import SCHEMES
-from bert2textcnn.serving import OnnxClassifier
+from bert2textcnn.inference import export as export_module
+from bert2textcnn.inference.predictor import StudentPredictor
+from bert2textcnn.inference.serving import OnnxClassifier
 
 REPO = Path(__file__).resolve().parents[1]
 TEXTS = [row["text"] for row in read_demo("test")] + ["好", "QQ", "加微信领取免费会员，点击 http://x.cn 立即领取"]
@@ -63,7 +63,7 @@ def test_onnx_classifier_needs_no_torch_and_no_lightning(exported, student_check
         "import sys, json\n"
         "for name in ('torch', 'lightning', 'transformers'):\n"
         "    sys.modules[name] = None  # importing any of them now fails\n"
-        "from bert2textcnn.serving import OnnxClassifier\n"
+        "from bert2textcnn.inference.serving import OnnxClassifier\n"
         f"print(json.dumps([label for label, _ in OnnxClassifier({str(exported)!r}).predict({TEXTS!r})]))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from bert2textcnn.data.datamodule import TextDataModule
+from bert2textcnn.distill.schemes import SCHEMES
+from bert2textcnn.distill.teacher_gate import KDSchedule, balanced_accuracy, check_teacher
 from bert2textcnn.errors import UserError
-from bert2textcnn.schemes import SCHEMES
-from bert2textcnn.teacher_gate import KDSchedule, balanced_accuracy, check_teacher
 
 
 def logits_for(predicted: list[int], classes: int = 2) -> torch.Tensor:

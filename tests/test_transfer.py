@@ -16,11 +16,11 @@ from bert2textcnn.data.datamodule import TextDataModule
 from bert2textcnn.data.records import Record
 from bert2textcnn.data.transfer import MixedBatchOrder, keep_label_fraction
 from bert2textcnn.data.vocab import MASK, Vocab
+from bert2textcnn.distill.losses import UNLABELED, StudentTargets, kd_per_row, labelled_ce, student_loss
+from bert2textcnn.distill.schemes import SCHEMES
+from bert2textcnn.distill.schemes import offline as offline_module
 from bert2textcnn.errors import UserError
-from bert2textcnn.losses import UNLABELED, StudentTargets, kd_per_row, labelled_ce, student_loss
 from bert2textcnn.models.bert import BertClassifier
-from bert2textcnn.schemes import SCHEMES
-from bert2textcnn.schemes import offline as offline_module
 
 S = torch.tensor([[2.0, -1.0], [0.3, 0.1], [-0.5, 1.5], [1.0, 1.2]])
 T = torch.tensor([[1.0, 0.0], [-2.0, 2.0], [0.2, 0.1], [3.0, -3.0]])

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from bert2textcnn.checkpoint import read_checkpoint
+from bert2textcnn.compat.historical import load_historical
 from bert2textcnn.data.datamodule import TextDataModule
+from bert2textcnn.distill.schemes import offline as offline_module
 from bert2textcnn.errors import UserError
-from bert2textcnn.historical import load_historical
-from bert2textcnn.schemes import offline as offline_module
 
 REPO = Path(__file__).resolve().parents[1]
 

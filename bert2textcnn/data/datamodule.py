@@ -33,8 +33,8 @@ from bert2textcnn.data.records import (
 from bert2textcnn.data.survey import survey
 from bert2textcnn.data.transfer import MixedBatchOrder, keep_label_fraction
 from bert2textcnn.data.vocab import TokenizerKind, Vocab
+from bert2textcnn.distill.losses import UNLABELED
 from bert2textcnn.errors import UserError
-from bert2textcnn.losses import UNLABELED
 from bert2textcnn.seeding import EpochShuffle, epoch_generator
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Serve an exported student with ONNX Runtime alone: no torch, no Lightning.
 
-    from bert2textcnn.serving import OnnxClassifier
+    from bert2textcnn.inference.serving import OnnxClassifier
     model = OnnxClassifier("exports/student")          # written by `python -m bert2textcnn export`
     model.predict(["加微信领取免费会员"])                 # [("spam", {"normal": 0.02, "spam": 0.98})]
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from bert2textcnn.data.vocab import Vocab, lowercase_outside_masks
 from bert2textcnn.errors import UserError
-from bert2textcnn.outputs import predictions
+from bert2textcnn.inference.labelled import predictions
 
 MODEL_FILE, METADATA_FILE = "student.onnx", "student.json"
 EXPORT_FORMAT = 2  # 1: TextCNN only, its vocabulary at the top level; 2: the student's description

@@ -19,7 +19,7 @@ import torch
 
 from bert2textcnn.data.records import FORMATS, missing_column, read_table
 from bert2textcnn.errors import DataError, UserError
-from bert2textcnn.predictor import StudentPredictor
+from bert2textcnn.inference.predictor import StudentPredictor
 
 log = logging.getLogger(__name__)
 CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")

@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from bert2textcnn.losses import labelled_ce, student_loss
-from bert2textcnn.schemes.base import DistillationModule
+from bert2textcnn.distill.losses import labelled_ce, student_loss
+from bert2textcnn.distill.schemes.base import DistillationModule
 
 
 class MultitaskScheme(DistillationModule):

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torchmetrics.functional.classification import binary_precision_recall_curve
 
-from bert2textcnn.io import atomic_write
+from bert2textcnn.files import atomic_write
 
 
 def _pyplot():

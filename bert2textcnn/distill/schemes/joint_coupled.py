@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from bert2textcnn.losses import kd_loss
-from bert2textcnn.schemes.joint_isolated import JointIsolatedScheme
+from bert2textcnn.distill.losses import kd_loss
+from bert2textcnn.distill.schemes.joint_isolated import JointIsolatedScheme
 
 
 class JointCoupledScheme(JointIsolatedScheme):

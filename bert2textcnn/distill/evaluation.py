@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
+from bert2textcnn.distill.metrics import ClassificationMetrics, CompatibilityMetrics
 from bert2textcnn.errors import UserError
-from bert2textcnn.metrics import ClassificationMetrics, CompatibilityMetrics
 
 STAGES = ("val", "test")
 

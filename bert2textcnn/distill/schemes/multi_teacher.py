@@ -22,13 +22,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from bert2textcnn.checkpoint import load_trained_teacher
+from bert2textcnn.compat.historical import HistoricalModel, ScoresFile, load_historical
+from bert2textcnn.distill.losses import kd_to_distribution, mixed_soft_target, pseudo_labels, student_objective
+from bert2textcnn.distill.schemes.base import Role
+from bert2textcnn.distill.schemes.joint_isolated import JointIsolatedScheme
 from bert2textcnn.errors import UserError
-from bert2textcnn.historical import HistoricalModel, ScoresFile, load_historical
-from bert2textcnn.losses import kd_to_distribution, mixed_soft_target, pseudo_labels, student_objective
 from bert2textcnn.models.bert import BertClassifier
 from bert2textcnn.models.protocol import logits_in_order
-from bert2textcnn.schemes.base import Role
-from bert2textcnn.schemes.joint_isolated import JointIsolatedScheme
 
 log = logging.getLogger(__name__)
 

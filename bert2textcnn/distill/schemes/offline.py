@@ -16,11 +16,11 @@ from typing import Any
 import torch
 
 from bert2textcnn.checkpoint import load_trained_teacher
+from bert2textcnn.distill.losses import student_loss
+from bert2textcnn.distill.schemes.base import DistillationModule
 from bert2textcnn.errors import UserError
-from bert2textcnn.io import atomic_write
-from bert2textcnn.losses import student_loss
+from bert2textcnn.files import atomic_write
 from bert2textcnn.models.protocol import logits_in_order
-from bert2textcnn.schemes.base import DistillationModule
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 1

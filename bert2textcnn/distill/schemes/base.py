@@ -15,14 +15,14 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
 from bert2textcnn.checkpoint import RECORD_KEY
+from bert2textcnn.compat.historical import HistoricalModel, load_historical
+from bert2textcnn.distill.evaluation import Evaluation, positive_index
+from bert2textcnn.distill.losses import StudentTargets
+from bert2textcnn.distill.optimization import adamw_with_schedule, training_batches
+from bert2textcnn.distill.teacher_gate import KDSchedule, check_teacher
 from bert2textcnn.errors import UserError
-from bert2textcnn.evaluation import Evaluation, positive_index
-from bert2textcnn.historical import HistoricalModel, load_historical
-from bert2textcnn.losses import StudentTargets
 from bert2textcnn.models import build_student
 from bert2textcnn.models.bert import BertClassifier, StudentInit
-from bert2textcnn.optimization import adamw_with_schedule, training_batches
-from bert2textcnn.teacher_gate import KDSchedule, check_teacher
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ Role = Literal["student", "teacher"]
 
 
 class DistillationModule(L.LightningModule):
-    """Base class; pick a scheme with ``--scheme`` (see ``bert2textcnn.schemes.SCHEMES``)."""
+    """Base class; pick a scheme with ``--scheme`` (see ``bert2textcnn.distill.schemes.SCHEMES``)."""
 
     name: ClassVar[str]
     has_student: ClassVar[bool] = True

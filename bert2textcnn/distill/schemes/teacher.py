@@ -4,8 +4,8 @@ from typing import Any
 
 import torch
 
-from bert2textcnn.losses import labelled_ce
-from bert2textcnn.schemes.base import DistillationModule
+from bert2textcnn.distill.losses import labelled_ce
+from bert2textcnn.distill.schemes.base import DistillationModule
 
 
 class TeacherScheme(DistillationModule):

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
+from bert2textcnn.distill.losses import UNLABELED
 from bert2textcnn.errors import UserError
-from bert2textcnn.losses import UNLABELED
 
 
 def balanced_accuracy(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> float:

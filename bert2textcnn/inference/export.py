@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from bert2textcnn.errors import UserError
+from bert2textcnn.inference.predictor import StudentPredictor
+from bert2textcnn.inference.serving import EXPORT_FORMAT, METADATA_FILE, MODEL_FILE, OnnxClassifier
 from bert2textcnn.models import Classifier
-from bert2textcnn.predictor import StudentPredictor
-from bert2textcnn.serving import EXPORT_FORMAT, METADATA_FILE, MODEL_FILE, OnnxClassifier
 
 log = logging.getLogger(__name__)
 PARITY_TOLERANCE = 1e-5

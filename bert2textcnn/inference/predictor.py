@@ -1,6 +1,6 @@
 """Predict with a trained student alone: no teacher, no Lightning trainer, no training data.
 
-from bert2textcnn.predictor import StudentPredictor
+from bert2textcnn.inference.predictor import StudentPredictor
 model = StudentPredictor.from_checkpoint("runs/joint_isolated/version_0/checkpoints/best.ckpt")
 model.predict(["加微信领取免费会员", "今天地铁又晚点了"])  # [("spam", {...}), ("normal", {...})]
 
@@ -16,9 +16,9 @@ import torch
 
 from bert2textcnn.checkpoint import RECORD_KEY, read_checkpoint, student_description, weights_of
 from bert2textcnn.errors import UserError
+from bert2textcnn.inference.labelled import predictions
 from bert2textcnn.models import Classifier, classifier_from_description
 from bert2textcnn.models.protocol import logits_in_order
-from bert2textcnn.outputs import predictions
 
 
 class StudentPredictor:

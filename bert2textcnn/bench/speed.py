@@ -23,12 +23,12 @@ from typing import Any
 import torch
 
 from bert2textcnn.checkpoint import RECORD_KEY, load_trained_teacher, read_checkpoint, weights_of
-from bert2textcnn.export import export_student
-from bert2textcnn.io import atomic_write_text
+from bert2textcnn.files import atomic_write_text
+from bert2textcnn.inference.export import export_student
+from bert2textcnn.inference.predictor import StudentPredictor
+from bert2textcnn.inference.serving import OnnxClassifier
 from bert2textcnn.models.bert import BertClassifier
 from bert2textcnn.models.textcnn import TextCNN
-from bert2textcnn.predictor import StudentPredictor
-from bert2textcnn.serving import OnnxClassifier
 
 Run = Callable[[Any], Any]
 

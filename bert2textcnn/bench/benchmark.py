@@ -38,19 +38,19 @@ from typing import Any
 import lightning as L
 import torch
 
-from bert2textcnn.benchmark_figures import draw_all
+from bert2textcnn.bench.figures import draw_all
 from bert2textcnn.checkpoint import project_record
 from bert2textcnn.data.augment import Augmentation
 from bert2textcnn.data.datamodule import TextDataModule, demo_path
 from bert2textcnn.data.records import Record, read_records
+from bert2textcnn.distill.metrics import ClassificationMetrics, CompatibilityMetrics
+from bert2textcnn.distill.schemes import SCHEMES
+from bert2textcnn.distill.schemes.base import DistillationModule
 from bert2textcnn.errors import UserError
-from bert2textcnn.io import atomic_write, atomic_write_text
-from bert2textcnn.metrics import ClassificationMetrics, CompatibilityMetrics
+from bert2textcnn.files import atomic_write, atomic_write_text
+from bert2textcnn.inference.predictor import StudentPredictor
 from bert2textcnn.models import STUDENT_KINDS
 from bert2textcnn.models.protocol import logits_in_order
-from bert2textcnn.predictor import StudentPredictor
-from bert2textcnn.schemes import SCHEMES
-from bert2textcnn.schemes.base import DistillationModule
 
 DISTILLED = ["offline", "joint_isolated", "joint_coupled", "multitask", "multi_teacher"]
 # Two halves of the test file: choose among variants on one, quote the chosen one's score on the
@@ -369,7 +369,7 @@ def write_report(
     best = best_distilled(rows)
     speed_figures = None
     if speed:
-        from bert2textcnn.speed import measure  # needs the `export` extra (ONNX Runtime)
+        from bert2textcnn.bench.speed import measure  # needs the `export` extra (ONNX Runtime)
 
         checkpoint = done[next(r.key for r in runs if r.name == (best or "student") and r.seed == 0)]["checkpoint"]
         speed_figures = measure(checkpoint, [r.text for r in test], threads, min_seconds=1.0, teacher_dir=teacher)
@@ -382,7 +382,7 @@ def write_report(
 def timed_runs(runs: list[Run], done: dict, texts: list[str], threads: int) -> dict[tuple[str, int], float]:
     """Texts per second, raw text in, of each row's model, timed once: on its first seed's checkpoint
     (the other seeds are the same network with other weights)."""
-    from bert2textcnn.speed import model_throughput
+    from bert2textcnn.bench.speed import model_throughput
 
     first = {run.name: run for run in reversed(runs)}  # reversed: the first seed wins
     return {

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from bert2textcnn.losses import labelled_ce, student_loss
-from bert2textcnn.schemes.base import DistillationModule, Role
+from bert2textcnn.distill.losses import labelled_ce, student_loss
+from bert2textcnn.distill.schemes.base import DistillationModule, Role
 
 
 class JointIsolatedScheme(DistillationModule):

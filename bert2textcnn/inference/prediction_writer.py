@@ -10,8 +10,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from bert2textcnn.io import atomic_write_text
-from bert2textcnn.outputs import labelled
+from bert2textcnn.files import atomic_write_text
+from bert2textcnn.inference.labelled import labelled
 
 
 class PredictionWriter(Callback):

@@ -3,14 +3,14 @@
 A new scheme is one file with a ``DistillationModule`` subclass, added to ``SCHEMES`` here.
 """
 
-from bert2textcnn.schemes.base import DistillationModule
-from bert2textcnn.schemes.joint_coupled import JointCoupledScheme
-from bert2textcnn.schemes.joint_isolated import JointIsolatedScheme
-from bert2textcnn.schemes.multi_teacher import MultiTeacherScheme
-from bert2textcnn.schemes.multitask import MultitaskScheme
-from bert2textcnn.schemes.offline import OfflineScheme
-from bert2textcnn.schemes.student import StudentScheme
-from bert2textcnn.schemes.teacher import TeacherScheme
+from bert2textcnn.distill.schemes.base import DistillationModule
+from bert2textcnn.distill.schemes.joint_coupled import JointCoupledScheme
+from bert2textcnn.distill.schemes.joint_isolated import JointIsolatedScheme
+from bert2textcnn.distill.schemes.multi_teacher import MultiTeacherScheme
+from bert2textcnn.distill.schemes.multitask import MultitaskScheme
+from bert2textcnn.distill.schemes.offline import OfflineScheme
+from bert2textcnn.distill.schemes.student import StudentScheme
+from bert2textcnn.distill.schemes.teacher import TeacherScheme
 
 SCHEMES: dict[str, type[DistillationModule]] = {
     cls.name: cls

@@ -1,0 +1,1 @@
+"""Compatibility with a model in production: old models as frozen teachers and references."""
