@@ -232,3 +232,45 @@ def test_a_ramp_scales_alpha_between_zero_and_full(tiny_teacher, small_data):
     by_hand = (weight * kd + (1 - weight) * F.cross_entropy(s, y, reduction="none")).mean()
     for got, want in zip(grads(terms["loss_student"], model.student), grads(by_hand, model.student), strict=True):
         assert torch.allclose(got, want, atol=1e-6)
+
+
+class ProbedStudent(SCHEMES["student"]):
+    """A test-only method: a linear probe on the student's pooled features, trained beside it."""
+
+    name = "probed_student"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.student_extras["probe"] = torch.nn.Linear(self.student.head.in_features, len(self.labels))
+
+    def loss_terms(self, batch):
+        terms = super().loss_terms(batch)
+        features = self.student(**batch["student_inputs"]).features
+        probe = F.cross_entropy(self.student_extras["probe"](features), batch["label"])
+        return {**terms, "loss_probe": probe, "loss": terms["loss"] + probe}
+
+
+def test_parameters_a_method_adds_train_with_the_student_and_stay_out_of_its_predictions(small_data, tmp_path):
+    from bert2textcnn.inference.predictor import StudentPredictor
+
+    L.seed_everything(7, verbose=False)
+    data = TextDataModule(str(small_data["train"]), str(small_data["val"]), batch_size=16)
+    model = ProbedStudent(labels=data.labels, vocab=data.vocab, max_length=data.max_length)
+    before = snapshot(model.student_extras)
+    trainer = L.Trainer(max_steps=2, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(model, datamodule=data)
+    [optimizer] = trainer.optimizers
+    in_optimizer = {
+        id(p) for group in optimizer.param_groups if group["name"].startswith("student") for p in group["params"]
+    }
+    assert all(id(p) in in_optimizer for p in model.student_extras.parameters())
+    assert not same_state(before, snapshot(model.student_extras))  # the probe learned
+    path = tmp_path / "probed.ckpt"
+    trainer.save_checkpoint(path)
+    assert "student_extras.probe.weight" in torch.load(path, weights_only=True)["state_dict"]
+    assert StudentPredictor.from_checkpoint(path).probabilities(["加微信领取免费会员"]).shape == (1, 2)
+
+
+def same_state(left: dict[str, torch.Tensor], right: dict[str, torch.Tensor]) -> bool:
+    return all(torch.equal(left[k], right[k]) for k in left)

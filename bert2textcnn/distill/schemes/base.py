@@ -140,6 +140,9 @@ class DistillationModule(L.LightningModule):
             build_student(student, vocab, len(labels), max_length, self.hparams) if self.has_student else None
         )
         self.teacher: BertClassifier | None = None  # built in configure_model, and only when used
+        # Parameters a method trains beside the student (a hint regressor, branch classifiers): a
+        # scheme adds them here; they are checkpointed, and export and predict leave them out.
+        self.student_extras = nn.ModuleDict()
         self.positive_index = positive_index(self.labels, positive_label)
         self.evaluation = Evaluation(self.labels, self.roles, self.positive_index)
         self.reference: HistoricalModel | None = None  # loaded in setup, when there is one
@@ -306,10 +309,16 @@ class DistillationModule(L.LightningModule):
         """The models this scheme updates, with their own learning rates."""
         modules: dict[Role, nn.Module] = {}
         if self.student is not None:
-            modules["student"] = self.student
+            modules["student"] = self.student_side
         if self.teacher is not None:
             modules["teacher"] = self.teacher
         return modules
+
+    @property
+    def student_side(self) -> nn.Module:
+        """The student with the parameters a method adds beside it (``student_extras``): they share
+        its optimizer, learning rate and clipping."""
+        return nn.ModuleList([self.student, self.student_extras]) if len(self.student_extras) else self.student
 
     @property
     def optimizer_steps_per_batch(self) -> int:

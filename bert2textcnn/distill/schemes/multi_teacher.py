@@ -94,7 +94,7 @@ class MultiTeacherScheme(JointIsolatedScheme):
         return not self.teacher_is_frozen
 
     def trained_modules(self) -> dict[Role, nn.Module]:
-        return {"student": self.student} if self.teacher_is_frozen else super().trained_modules()
+        return {"student": self.student_side} if self.teacher_is_frozen else super().trained_modules()
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
