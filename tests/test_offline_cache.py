@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 
 import lightning as L
+import pytest
 import torch
 
 from bert2textcnn.data.datamodule import TextDataModule
 from bert2textcnn.distill.schemes import SCHEMES
 from bert2textcnn.distill.schemes import offline as offline_module
+from bert2textcnn.errors import UserError
 
 
 def fit(scheme: str, data: TextDataModule, root, **hparams):
@@ -78,3 +80,16 @@ def test_teacher_logits_come_back_in_input_order_despite_length_sorted_batches(t
     with torch.inference_mode():
         one_by_one = torch.cat([teacher(**teacher.encode([text])).logits for text in texts])
     assert torch.allclose(logits_in_order(teacher, texts, 2, batch_size=2), one_by_one, atol=1e-5)
+
+
+def test_cached_logits_are_found_by_text_whatever_the_row_order(small_data, teacher_checkpoint):
+    data = TextDataModule(str(small_data["train"]), str(small_data["val"]))
+    model = offline_module.OfflineScheme(
+        labels=data.labels, vocab=data.vocab, max_length=data.max_length, teacher_checkpoint=teacher_checkpoint
+    )
+    model.cached_logits = torch.tensor([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]])
+    model.cached_rows = {"甲": 0, "乙": 1, "丙": 2}
+    batch = {"text": ["丙", "甲"], "label": torch.tensor([0, 1]), "index": torch.tensor([0, 1])}  # index misleads
+    assert torch.equal(model.cached_teacher_logits(batch), torch.tensor([[4.0, 5.0], [0.0, 1.0]]))
+    with pytest.raises(UserError, match="no cached teacher logits"):
+        model.cached_teacher_logits({**batch, "text": ["丁", "甲"]})

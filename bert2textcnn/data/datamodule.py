@@ -259,7 +259,7 @@ class TextDataModule(L.LightningDataModule):
 def collate(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Raw texts stay strings; every model turns them into its own ids on the way to the device.
 
-    ``index`` is the row's position in its file: the offline scheme's logits cache is keyed by it.
+    ``index`` is the row's position among the split's rows, to trace a row back to its file.
     """
     return {
         "text": [row["text"] for row in rows],

@@ -49,8 +49,9 @@ class OfflineScheme(DistillationModule):
                 most of KD's gain; on sms_spam_zh it cost 0.0035 macro-F1; README, Results).
         """
         super().__init__(trust_labels=trust_labels, **kwargs)
-        # A plain attribute on the CPU, not a buffer: DDP would broadcast a buffer at every step.
+        # Plain attributes on the CPU, not buffers: DDP would broadcast a buffer at every step.
         self.cached_logits = torch.empty(0)
+        self.cached_rows: dict[str, int] = {}  # text → its row in cached_logits
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
@@ -59,15 +60,27 @@ class OfflineScheme(DistillationModule):
             val_texts, val_labels = data.texts_and_labels("val")
             where = (self.hparams.teacher_checkpoint, self.labels, self.max_length, Path(self.hparams.cache_dir))
             # Several processes (DDP): the first builds the cache, the others wait, then read it.
+            texts = data.train_texts()
             if self.trainer.is_global_zero:
                 self.check_frozen_teacher(teacher_logits_cache(val_texts, *where), val_labels, where[0])
-                self.cached_logits = teacher_logits_cache(data.train_texts(), *where)
+                self.cached_logits = teacher_logits_cache(texts, *where)
             self.trainer.strategy.barrier("teacher logits cache")
             if not self.trainer.is_global_zero:
-                self.cached_logits = teacher_logits_cache(data.train_texts(), *where)
+                self.cached_logits = teacher_logits_cache(texts, *where)
+            self.cached_rows = {text: row for row, text in enumerate(texts)}
+
+    def cached_teacher_logits(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The cached logits of the batch's texts, looked up by text: whatever order the data
+        module gives its rows in, a row gets its own text's logits (a text the cache lacks is an
+        error, never another row's logits)."""
+        missing = [text for text in batch["text"] if text not in self.cached_rows]
+        if missing:
+            raise UserError(f"{len(missing)} training texts have no cached teacher logits, e.g. {missing[0][:40]!r}")
+        rows = torch.tensor([self.cached_rows[text] for text in batch["text"]])
+        return self.cached_logits[rows].to(batch["label"].device)
 
     def loss_terms(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        teacher_logits = self.cached_logits[batch["index"].cpu()].to(batch["index"].device)
+        teacher_logits = self.cached_teacher_logits(batch)
         terms = student_loss(self.student_logits(batch), teacher_logits, batch["label"], self.student_targets)
         return {**terms, "loss": terms["loss_student"]}
 
