@@ -39,7 +39,7 @@ import lightning as L
 import torch
 
 from bert2textcnn.bench.figures import draw_all
-from bert2textcnn.checkpoint import project_record
+from bert2textcnn.checkpoint import AtomicCheckpointIO, project_record
 from bert2textcnn.data.augment import Augmentation
 from bert2textcnn.data.datamodule import TextDataModule, demo_path
 from bert2textcnn.data.records import Record, read_records
@@ -47,12 +47,13 @@ from bert2textcnn.distill.metrics import ClassificationMetrics, CompatibilityMet
 from bert2textcnn.distill.schemes import SCHEMES
 from bert2textcnn.distill.schemes.base import DistillationModule
 from bert2textcnn.errors import UserError
-from bert2textcnn.files import atomic_write, atomic_write_text
+from bert2textcnn.files import atomic_write_text
 from bert2textcnn.inference.predictor import StudentPredictor
 from bert2textcnn.models import STUDENT_KINDS
 from bert2textcnn.models.protocol import logits_in_order
+from bert2textcnn.seeding import EpochSeeding
 
-DISTILLED = ["offline", "joint_isolated", "joint_coupled", "multitask", "multi_teacher"]
+DISTILLED = [name for name, scheme in SCHEMES.items() if scheme.distils]  # every scheme with a teacher
 # Two halves of the test file: choose among variants on one, quote the chosen one's score on the
 # other, which no choice has seen (the Selection table of the report).
 HALVES = {"odd_rows": slice(1, None, 2), "even_rows": slice(0, None, 2)}
@@ -173,8 +174,9 @@ def plan(
         plain = Run("student", "student", seed, epochs=epochs)
         runs.append(plain)
         for scheme in schemes:
-            hparams = {"historical_weights": [historical_weight]} if scheme == "multi_teacher" else {}
-            teacher_run = teacher.key if scheme in ("offline", "multi_teacher") else None
+            takes_historical = "historical_weights" in defaults(SCHEMES[scheme])
+            hparams = {"historical_weights": [historical_weight]} if takes_historical else {}
+            teacher_run = teacher.key if "teacher_checkpoint" in defaults(SCHEMES[scheme]) else None
             runs += [
                 Run(scheme + variant, scheme, seed, data_overrides, hparams | overrides, teacher_run, plain.key, epochs)
                 for overrides, variant in variants
@@ -206,7 +208,11 @@ def variant_name(options: dict[str, Any]) -> str:
 
 
 def train(run: Run, data: BenchmarkData, teacher: str | None, folder: Path, done: dict) -> dict[str, Any]:
-    """Fit one run, save its checkpoint, and keep its models' probabilities on the test file."""
+    """Fit one run, save its checkpoint, and keep its models' probabilities on the test file.
+
+    As ``fit`` trains (the same scheme and data module classes, epoch seeding, atomic checkpoint
+    writes), with two differences on purpose: nothing is validated, because the test file must not
+    choose a checkpoint, so the last epoch's weights are scored; and there is no TensorBoard log."""
     L.seed_everything(run.seed, verbose=False)
     scheme = SCHEMES[run.scheme]
     shared = {k: v for k, v in asdict(data).items() if k != "test_path"}
@@ -216,11 +222,12 @@ def train(run: Run, data: BenchmarkData, teacher: str | None, folder: Path, done
         options["augment"] = Augmentation(**options["augment"])
     datamodule = TextDataModule(**shared, val_path=data.test_path, learn_from_unlabeled=scheme.distils, **options)
     hparams = {"teacher": teacher, **run.hparams}
-    if run.teacher_run:  # offline through its logits cache; multi_teacher with the BERT frozen
+    declared = defaults(scheme)  # what the scheme takes decides what it is given
+    if run.teacher_run:  # the benchmark's fine-tuned teacher, frozen
         hparams["teacher_checkpoint"] = done[run.teacher_run]["checkpoint"]
-    if run.scheme == "offline":
+    if "cache_dir" in declared:
         hparams["cache_dir"] = str(folder / "cache")
-    if run.scheme == "multi_teacher":
+    if "historical" in declared:  # the plain student of the same seed plays the production model
         hparams["historical"] = [done[run.plain_run]["checkpoint"]]
     model = scheme(labels=datamodule.labels, vocab=datamodule.vocab, max_length=datamodule.max_length, **hparams)
     trainer = L.Trainer(
@@ -231,12 +238,14 @@ def train(run: Run, data: BenchmarkData, teacher: str | None, folder: Path, done
         enable_checkpointing=False,
         enable_model_summary=False,
         default_root_dir=folder / "lightning",
+        callbacks=[EpochSeeding()],
+        plugins=[AtomicCheckpointIO()],
     )
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule)
     seconds = time.perf_counter() - start
     checkpoint = folder / "runs" / f"{run.key}.ckpt"
-    atomic_write(checkpoint, lambda tmp: trainer.save_checkpoint(tmp))
+    trainer.save_checkpoint(checkpoint)  # atomic, through the plugin
     texts = [r.text for r in read_records(data.test_path, data.text_column, data.label_column)]
     return {
         "run": asdict(run),
