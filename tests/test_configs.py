@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bert2textcnn.cli import main, resolve_scheme
 
@@ -34,3 +35,15 @@ def test_benchmark_config_parses(config, capsys, monkeypatch):
         main(["benchmark", "--config", str(config), "--print_config"])
     assert exit_info.value.code in (0, None)
     assert "schemes:" in capsys.readouterr().out
+
+
+def test_defaults_yaml_restates_the_code_defaults(capsys, monkeypatch):
+    """configs/defaults.yaml claims to hold the values the code uses when no config is given."""
+    monkeypatch.setattr(sys, "argv", ["bert2textcnn"])
+    written = yaml.safe_load((CONFIGS[0].parent / "defaults.yaml").read_text(encoding="utf-8"))
+    with pytest.raises(SystemExit):
+        main(["fit", "--print_config"])  # the parser's defaults: the code's, with no config given
+    code = yaml.safe_load(capsys.readouterr().out)
+    assert code["seed_everything"] == written["seed_everything"]
+    for group in ("trainer", "data"):
+        assert {key: code[group][key] for key in written[group]} == written[group], group
