@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bert2textcnn.bench.benchmark import DISTILLED, BenchmarkData, plan, run_all
+from bert2textcnn.bench.benchmark import run_all
+from bert2textcnn.bench.plan import DISTILLED, BenchmarkData, plan
 from bert2textcnn.data.datamodule import demo_path
 from bert2textcnn.data.records import check_label_kinds, check_labels, label_map, read_records, read_texts
 from bert2textcnn.data.survey import survey

@@ -165,7 +165,7 @@ def test_runs_built_on_a_retrained_teacher_are_trained_again(report, tiny_teache
 
 
 def test_a_record_without_an_option_added_since_is_still_current():
-    from bert2textcnn.bench.benchmark import Run, same_settings, settings
+    from bert2textcnn.bench.plan import Run, same_settings, settings
 
     current = settings(Run("offline", "offline", 0))
     older = json.loads(json.dumps(current))
@@ -176,7 +176,7 @@ def test_a_record_without_an_option_added_since_is_still_current():
 
 
 def test_a_new_kd_default_does_not_train_the_teacher_or_the_plain_student_again():
-    from bert2textcnn.bench.benchmark import KD_OPTIONS, Run, same_settings, settings
+    from bert2textcnn.bench.plan import KD_OPTIONS, Run, same_settings, settings
 
     for scheme in ("teacher", "student"):
         current = settings(Run(scheme, scheme, 0))
@@ -194,7 +194,7 @@ def test_a_new_kd_default_does_not_train_the_teacher_or_the_plain_student_again(
 
 
 def test_distilled_data_variants_are_named_and_reach_only_the_distilled_runs():
-    from bert2textcnn.bench.benchmark import plan
+    from bert2textcnn.bench.plan import plan
 
     runs = plan(["offline"], seeds=1, epochs=2, distilled_data={"augment": {"copies": 3}}, teacher_epochs=1)
     by_scheme = {run.scheme: run for run in runs}
@@ -204,7 +204,7 @@ def test_distilled_data_variants_are_named_and_reach_only_the_distilled_runs():
 
 
 def test_a_list_of_model_options_trains_each_variant_beside_one_teacher_and_plain_student():
-    from bert2textcnn.bench.benchmark import plan
+    from bert2textcnn.bench.plan import plan
 
     runs = plan(["offline"], seeds=2, epochs=2, label_fraction=0.1, model=[{}, {"alpha": 1.0, "temperature": 2.0}])
     names = [run.name for run in runs if run.seed == 0]
@@ -222,7 +222,8 @@ def test_selection_halves_score_each_half_alone():
 
     import torch
 
-    from bert2textcnn.bench.benchmark import Run, score
+    from bert2textcnn.bench.plan import Run
+    from bert2textcnn.bench.report import score
 
     targets = torch.tensor([0, 1, 0, 1, 0, 0, 1, 1])
     plain = [[0.9, 0.1] if y == 0 else [0.1, 0.9] for y in targets.tolist()]

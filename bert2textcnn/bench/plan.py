@@ -1,0 +1,165 @@
+"""What a benchmark trains: its runs, each run's settings, and whether a finished run is current."""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bert2textcnn.data.datamodule import TextDataModule
+from bert2textcnn.distill.schemes import SCHEMES
+from bert2textcnn.errors import UserError
+from bert2textcnn.models import STUDENT_KINDS
+
+DISTILLED = [name for name, scheme in SCHEMES.items() if scheme.distils]  # every scheme with a teacher
+
+# Options that shape only what a student learns from a teacher: a teacher or a plain student
+# trained under other values of them is the same run.
+KD_OPTIONS = ("alpha", "temperature", "unlabeled_target", "pseudo_label_threshold", "trust_labels", "kd_warmup",
+              "teacher_gate")  # fmt: skip
+
+
+@dataclass
+class BenchmarkData:
+    """Data options every run shares (as ``--data.*`` in ``fit``)."""
+
+    train_path: str | None = None  # default: the bundled demo corpus
+    test_path: str | None = None  # default: the bundled demo corpus
+    text_column: str = "text"
+    label_column: str = "label"
+    tokenizer: str = "char"
+    max_length: int = 128
+    batch_size: int = 32
+
+
+@dataclass
+class Run:
+    """One training run: a row of results.csv."""
+
+    name: str  # the report's row, e.g. "offline" or "offline · 5% + pool (hard)"
+    scheme: str
+    seed: int
+    data: dict[str, Any] = field(default_factory=dict)  # data-module options beyond the shared ones
+    hparams: dict[str, Any] = field(default_factory=dict)
+    teacher_run: str | None = None  # key of the run whose fine-tuned teacher is distilled, frozen
+    plain_run: str | None = None  # key of the plain student this run is compared with
+    epochs: int = 2
+
+    @property
+    def key(self) -> str:
+        return "".join(c if c.isalnum() else "_" for c in self.name) + f"-seed{self.seed}"
+
+    @property
+    def label_fraction(self) -> float:
+        return self.data.get("label_fraction", 1.0)
+
+
+def settings(run: Run) -> dict[str, Any]:
+    """Every constructor default of the run's scheme and data module, with the run's own options
+    over them: kept in its record, so a run trained under defaults that have changed since is
+    trained again rather than reported as if it were current. A run that does not distil leaves
+    out ``KD_OPTIONS``, so a new KD default does not fine-tune the teacher again."""
+    scheme = SCHEMES[run.scheme]
+    model = defaults(scheme) | run.hparams
+    if model.get("student_lr") is None:  # the kind's own rate: what the run trains with
+        model["student_lr"] = STUDENT_KINDS[model["student"]].default_lr
+    if not scheme.distils:
+        model = {k: v for k, v in model.items() if k not in KD_OPTIONS}
+    resolved = {"model": model, "data": defaults(TextDataModule) | run.data}
+    return json.loads(json.dumps(resolved, default=str))  # as a record read back from disk
+
+
+def same_settings(recorded: dict[str, Any] | None, current: dict[str, Any]) -> bool:
+    """Whether a finished run was trained under today's settings, compared on the options both
+    name. A record from before settings were kept counts as current, and so does one that lacks
+    an option added since (a new option's default keeps the old behaviour, so a teacher is not
+    fine-tuned again for an unrelated option) or names one ``settings`` now leaves out."""
+    if recorded is None:
+        return True
+    return all(
+        current[group][k] == recorded[group][k]
+        for group in current
+        for k in current[group].keys() & recorded.get(group, {}).keys()
+    )
+
+
+def defaults(cls: type) -> dict[str, Any]:
+    """Keyword defaults of ``cls.__init__`` and of every base's, the subclass's winning."""
+    found: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        if "__init__" in vars(klass):
+            for name, parameter in inspect.signature(klass.__init__).parameters.items():
+                if parameter.default is not inspect.Parameter.empty:
+                    found[name] = parameter.default
+    return found
+
+
+def plan(
+    schemes: Sequence[str],
+    seeds: int,
+    epochs: int,
+    label_fraction: float | None = None,
+    low_label_epochs: int = 10,
+    low_label_teacher_lr: float = 1e-4,
+    historical_weight: float = 0.3,
+    model: dict[str, Any] | list[dict[str, Any]] | None = None,
+    teacher_length_grouping: int = 4,
+    distilled_data: dict[str, Any] | None = None,
+    teacher_epochs: int | None = None,
+    teacher_model: dict[str, Any] | None = None,
+) -> list[Run]:
+    """Every run, each after the runs it builds on. ``model`` overrides the distilled runs'
+    hyper-parameters (a list: one set of runs per entry) and ``distilled_data`` their data-module
+    options (e.g. an augmented transfer set); both show in the runs' names, so variants share a
+    folder and a report with the teacher and the plain students they are compared with.
+
+    The schemes that train a BERT beside the student take most of the time: they come last,
+    seed by seed, so an interrupted benchmark already holds every other row for every seed."""
+    data_overrides = dict(distilled_data or {})
+    variants = [
+        (dict(overrides), variant_name(overrides | data_overrides))
+        for overrides in (model if isinstance(model, list) else [model or {}])
+    ]
+    if unknown := sorted(set(schemes) - set(DISTILLED)):
+        raise UserError(f"--schemes: unknown {unknown}; choose from {DISTILLED}, or all")
+    teacher_data = {"length_grouping": teacher_length_grouping}
+    teacher = Run("teacher", "teacher", 0, teacher_data, dict(teacher_model or {}), epochs=teacher_epochs or epochs)
+    runs = [teacher]
+    for seed in range(seeds):
+        plain = Run("student", "student", seed, epochs=epochs)
+        runs.append(plain)
+        for scheme in schemes:
+            takes_historical = "historical_weights" in defaults(SCHEMES[scheme])
+            hparams = {"historical_weights": [historical_weight]} if takes_historical else {}
+            teacher_run = teacher.key if "teacher_checkpoint" in defaults(SCHEMES[scheme]) else None
+            runs += [
+                Run(scheme + variant, scheme, seed, data_overrides, hparams | overrides, teacher_run, plain.key, epochs)
+                for overrides, variant in variants
+            ]
+    if label_fraction is not None:
+        share = f"{label_fraction:.0%}"
+        for seed in range(seeds):
+            low = {"label_fraction": label_fraction, "sample_seed": seed}
+            low_teacher = Run(
+                f"teacher · {share}",
+                "teacher",
+                seed,
+                low | teacher_data,
+                {"teacher_lr": low_label_teacher_lr},
+                epochs=low_label_epochs,
+            )
+            low_plain = Run(f"student · {share}", "student", seed, low, epochs=low_label_epochs)
+            runs += [low_teacher, low_plain]
+            for (overrides, variant), target in itertools.product(variants, ("soft", "hard")):
+                name = f"offline · {share} + pool" + (" (hard)" if target == "hard" else "") + variant
+                hparams = {"unlabeled_target": target} | overrides
+                runs.append(Run(name, "offline", seed, low, hparams, low_teacher.key, low_plain.key, low_label_epochs))
+    return sorted(runs, key=lambda run: SCHEMES[run.scheme].has_teacher and SCHEMES[run.scheme].has_student)
+
+
+def variant_name(options: dict[str, Any]) -> str:
+    """The suffix that tells a variant's runs apart, e.g. `` (alpha=0.9, temperature=4.0)``."""
+    return " (" + ", ".join(f"{k}={v}" for k, v in options.items()) + ")" if options else ""

@@ -1,0 +1,213 @@
+"""Scoring the finished runs and writing the report folder: results.csv, report.md, the figures."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bert2textcnn.bench.figures import draw_all
+from bert2textcnn.bench.plan import DISTILLED, Run
+from bert2textcnn.checkpoint import project_record
+from bert2textcnn.data.records import Record
+from bert2textcnn.distill.metrics import ClassificationMetrics, CompatibilityMetrics
+from bert2textcnn.files import atomic_write_text
+
+# Two halves of the test file: choose among variants on one, quote the chosen one's score on the
+# other, which no choice has seen (the Selection table of the report).
+HALVES = {"odd_rows": slice(1, None, 2), "even_rows": slice(0, None, 2)}
+
+SPEED_TEXTS = 512  # test texts each row's model is timed on
+
+
+def score(record: dict[str, Any], labels: list[str], targets: torch.Tensor, positive: int, done: dict) -> dict:
+    """One row of results.csv: the run's own model (the student; the teacher of a teacher run)
+    in full, the teacher's macro-F1 beside it, and against the plain student of the same seed:
+    coverage, NFR and the macro-F1 difference."""
+    run = Run(**record["run"])
+    row: dict[str, Any] = {
+        "name": run.name,
+        "scheme": run.scheme,
+        "seed": run.seed,
+        "label_fraction": run.label_fraction,
+    }
+    for role, probs in record["probabilities"].items():
+        values = classification_scores(probs, labels, targets)
+        if role == main_role(record):
+            row |= values
+        else:
+            row[f"{role}_macro_f1"] = values["macro_f1"]
+    if run.plain_run:
+        plain = done[run.plain_run]["probabilities"]["student"]
+        compatibility = CompatibilityMetrics(positive)
+        compatibility.update(torch.tensor(record["probabilities"]["student"]).log(), torch.tensor(plain).log(), targets)
+        row |= {k: v.item() for k, v in compatibility.compute().items()}
+        row["macro_f1_minus_plain"] = row["macro_f1"] - classification_scores(plain, labels, targets)["macro_f1"]
+        for half, rows in HALVES.items():
+            row[f"macro_f1_minus_plain_{half}"] = (
+                classification_scores(record["probabilities"]["student"][rows], labels, targets[rows])["macro_f1"]
+                - classification_scores(plain[rows], labels, targets[rows])["macro_f1"]
+            )
+    seconds, epochs = record["train_seconds"], record["epochs"]
+    return row | {"train_seconds": seconds, "epochs": epochs, "seconds_per_epoch": seconds / max(1, epochs)}
+
+
+def classification_scores(probabilities: list, labels: list[str], targets: torch.Tensor) -> dict[str, float]:
+    metrics = ClassificationMetrics(labels)
+    metrics.update(torch.tensor(probabilities).log(), targets)
+    return metrics.scalars(metrics.compute(), "")
+
+
+def main_role(record: dict[str, Any]) -> str:
+    return "student" if "student" in record["probabilities"] else "teacher"
+
+
+def write_report(
+    folder: Path, runs: list[Run], done: dict, test: list[Record], speed: bool, threads: int, teacher: str | None
+) -> None:
+    labels = list(project_record(done[runs[0].key]["checkpoint"])["labels"])
+    targets = torch.tensor([labels.index(r.label) for r in test])
+    positive = labels.index("spam") if "spam" in labels else len(labels) - 1
+    rows = [score(done[run.key], labels, targets, positive, done) for run in runs]
+    if speed:
+        timed = timed_runs(runs, done, [r.text for r in test][:SPEED_TEXTS], threads)
+        rows = [row | {"texts_per_s": timed[row["name"], row["seed"]]} if (row["name"], row["seed"]) in timed else row
+                for row in rows]  # fmt: skip
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, list(dict.fromkeys(key for row in rows for key in row)))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(folder / "results.csv", buffer.getvalue())
+    best = best_distilled(rows)
+    speed_figures = None
+    if speed:
+        from bert2textcnn.bench.speed import measure  # needs the `export` extra (ONNX Runtime)
+
+        checkpoint = done[next(r.key for r in runs if r.name == (best or "student") and r.seed == 0)]["checkpoint"]
+        speed_figures = measure(checkpoint, [r.text for r in test], threads, min_seconds=1.0, teacher_dir=teacher)
+        atomic_write_text(folder / "speed.json", json.dumps(speed_figures, indent=2))
+    atomic_write_text(folder / "report.md", report(rows, labels[positive], speed_figures))
+    draw_all(folder, rows, runs, done, targets, positive, best, labels[positive], speed_figures)
+    print(f"\n{(folder / 'report.md').read_text(encoding='utf-8')}\nWritten to {folder}/")
+
+
+def timed_runs(runs: list[Run], done: dict, texts: list[str], threads: int) -> dict[tuple[str, int], float]:
+    """Texts per second, raw text in, of each row's model, timed once: on its first seed's checkpoint
+    (the other seeds are the same network with other weights)."""
+    from bert2textcnn.bench.speed import model_throughput
+
+    first = {run.name: run for run in reversed(runs)}  # reversed: the first seed wins
+    return {
+        (name, run.seed): model_throughput(done[run.key]["checkpoint"], texts, threads) for name, run in first.items()
+    }
+
+
+def best_distilled(rows: list[dict[str, Any]]) -> str | None:
+    """The full-label distilled run name with the best mean macro-F1."""
+    names = {row["name"] for row in rows if row["scheme"] in DISTILLED and row["label_fraction"] == 1}
+    return max(sorted(names), key=lambda n: mean(rows, n, "macro_f1"), default=None)
+
+
+def mean(rows: list[dict[str, Any]], name: str, column: str) -> float:
+    return statistics.fmean(row[column] for row in rows if row["name"] == name)
+
+
+def cell(rows: list[dict[str, Any]], name: str, column: str) -> str:
+    """Mean ± std over seeds: scores to 3 decimals, seconds whole; a paired difference, ``*_minus_*``,
+    to 4 decimals ± its standard error (std / √seeds)."""
+    values = [row[column] for row in rows if row["name"] == name and column in row and row[column] == row[column]]
+    if not values:
+        return "—"
+    paired = "_minus_" in column
+    digits = 0 if column.startswith(("seconds", "texts_per_s")) else 4 if paired else 3
+    text = f"{statistics.fmean(values):+.{digits}f}" if paired else f"{statistics.fmean(values):.{digits}f}"
+    if len(values) > 1:
+        spread = statistics.stdev(values) / (len(values) ** 0.5 if paired else 1)
+        text += f" ± {spread:.{digits}f}"
+    return text
+
+
+def selection_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Δ vs plain on each half of the test file, for the runs compared with a plain student: pick
+    a variant by the odd rows and quote the even rows, and the choice has not flattered the figure."""
+    names = list(dict.fromkeys(row["name"] for row in rows if "macro_f1_minus_plain_odd_rows" in row))
+    if not names:
+        return []
+    lines = [
+        "",
+        "## Selection",
+        "",
+        "Δ vs plain, paired, on each half of the test file. Choosing among these runs by the odd rows "
+        "and quoting the chosen run's even rows gives a figure the choice has not flattered.",
+        "",
+        "| run | Δ, odd rows (choose) | Δ, even rows (quote) |",
+        "|---|---|---|",
+    ]
+    for name in names:
+        odd, even = (cell(rows, name, f"macro_f1_minus_plain_{half}") for half in HALVES)
+        lines.append(f"| {name} | {odd} | {even} |")
+    return lines
+
+
+def report(rows: list[dict[str, Any]], positive: str, speed: dict[str, Any] | None) -> str:
+    columns = ["macro_f1", "macro_f1_minus_plain", f"precision_{positive}", f"recall_{positive}",
+               "teacher_macro_f1", "coverage", "negative_flip_rate", "seconds_per_epoch", "texts_per_s"]  # fmt: skip
+    header = ["run", "seeds", "macro-F1", "Δ vs plain, paired", f"{positive} P", f"{positive} R", "teacher macro-F1",
+              "coverage", "NFR", "s / epoch", "texts/s", "× teacher epoch", "gap closed"]  # fmt: skip
+    lines = [
+        "# Benchmark",
+        "",
+        "Each run scored on the test file after its last epoch; mean ± std over seeds. The teacher row is "
+        "the fine-tuned BERT; every other row is a student (a TextCNN unless its name says `student=bert`). "
+        "texts/s: the row's model on raw test texts, batch 64, timed once (first seed). "
+        "coverage / NFR: against the plain "
+        "student of the same seed. × teacher epoch: training time per epoch against the teacher's own "
+        "fine-tuning; `offline`'s first seed includes the one teacher pass that fills its logits cache. "
+        "gap closed = (student − plain) / (teacher − plain), on macro-F1. Δ vs plain, paired: macro-F1 minus "
+        "that of the plain student of the same seed, mean ± standard error over seeds; a difference within "
+        "about two standard errors of 0 is one the seeds alone could make.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    full_labels_first = sorted(rows, key=lambda row: row["label_fraction"] != 1)
+    for name in dict.fromkeys(row["name"] for row in full_labels_first):
+        group = next(row for row in rows if row["name"] == name)
+        suffix = name.split(" · ", 1)[1].split(" ", 1)[0] if " · " in name else ""
+        plain, teacher = ("student", "teacher") if not suffix else (f"student · {suffix}", f"teacher · {suffix}")
+        gap, cost = "—", "—"
+        if any(r["name"] == teacher for r in rows):
+            cost = f"{mean(rows, name, 'seconds_per_epoch') / mean(rows, teacher, 'seconds_per_epoch'):.2f}×"
+            spread = mean(rows, teacher, "macro_f1") - mean(rows, plain, "macro_f1")
+            if group["scheme"] != "teacher" and spread:
+                gap = f"{(mean(rows, name, 'macro_f1') - mean(rows, plain, 'macro_f1')) / spread:.2f}"
+        seeds = sum(row["name"] == name for row in rows)
+        lines.append("| " + " | ".join([name, str(seeds), *(cell(rows, name, c) for c in columns), cost, gap]) + " |")
+    lines += selection_table(rows)
+    if speed:
+        setup = speed["setup"]
+        lines += [
+            "",
+            f"## Speed ({setup['texts']} test texts, batch {setup['batch_size']}, {setup['threads']} threads)",
+            "",
+            "| model | texts/s, batch 64 | ms, batch 1 (p50) | ms, batch 1 (p95) |",
+            "|---|---|---|---|",
+        ]
+        for model in ("student", "student_onnx", "teacher"):
+            row = speed[model]
+            lines.append(
+                f"| {model} | {row['texts_per_s_b64']:,.0f} | {row['ms_b1_p50']:.3f} | {row['ms_b1_p95']:.3f} |"
+            )
+        ratios = f"Student / teacher: {speed['ratio_b64']:.0f}× at batch 64, {speed['ratio_b1']:.0f}× at batch 1."
+        if "student_matmul_bound" in speed:  # a TextCNN student
+            ratios += (
+                " Student ceiling (its convolutions' multiply-adds as one matrix product per batch): "
+                f"{speed['student_matmul_bound']:,.0f} texts/s."
+            )
+        lines += ["", ratios]
+    return "\n".join(lines) + "\n"
