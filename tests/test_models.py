@@ -120,3 +120,9 @@ def test_an_export_from_before_model_kinds_still_serves():
     expected = json.loads(LEGACY.with_suffix(".json").read_text(encoding="utf-8"))
     served = OnnxClassifier(LEGACY.parent / "legacy_textcnn_export")
     assert abs(served.probabilities(expected["texts"]) - np.array(expected["probabilities"])).max() <= 1e-5
+
+
+def test_an_unknown_kind_is_one_clear_error(small_data):
+    data = TextDataModule(str(small_data["train"]), str(small_data["val"]))
+    with pytest.raises(UserError, match=r"unknown model kind 'cnn'; choose from \['bert', 'textcnn'\]"):
+        build_student("cnn", data.vocab, 2, data.max_length, {})

@@ -30,7 +30,7 @@ class VocabEncoder:
 
     def __init__(self, student: Mapping[str, Any]) -> None:
         self.vocab = Vocab.from_dict(student["vocab"])
-        self.max_length, self.min_length = int(student["max_length"]), max(student["kernel_sizes"])
+        self.max_length, self.min_length = int(student["max_length"]), int(student.get("min_length", 1))
 
     def __call__(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         return {"input_ids": self.vocab.padded_array(texts, self.max_length, self.min_length)}
@@ -57,14 +57,14 @@ class WordPieceEncoder:
         }
 
 
-ENCODERS = {"textcnn": VocabEncoder, "bert": WordPieceEncoder}
+ENCODERS = {"vocab": VocabEncoder, "wordpiece": WordPieceEncoder}
 
 
 def student_of(metadata: dict[str, Any]) -> dict[str, Any]:
     """The exported student's description; a format-1 export held a TextCNN's encoding at the top."""
     if metadata.get("format") == 1:
-        return {"kind": "textcnn", "vocab": metadata["vocab"], "max_length": metadata["max_length"],
-                "kernel_sizes": [metadata["min_length"]]}  # fmt: skip
+        return {"kind": "textcnn", "encoder": "vocab", "vocab": metadata["vocab"],
+                "max_length": metadata["max_length"], "min_length": metadata["min_length"]}  # fmt: skip
     return metadata["student"]
 
 
@@ -90,9 +90,9 @@ class OnnxClassifier:
                 f"{directory / METADATA_FILE}: export format {metadata.get('format')}, expected 1 or {EXPORT_FORMAT}"
             )
         student = student_of(metadata)
-        if student["kind"] not in ENCODERS:
-            raise UserError(f"{directory / METADATA_FILE}: no server for a {student['kind']!r} student")
-        self.encode = ENCODERS[student["kind"]](student)
+        if student.get("encoder") not in ENCODERS:
+            raise UserError(f"{directory / METADATA_FILE}: no torch-free tokeniser for a {student['kind']!r} student")
+        self.encode = ENCODERS[student["encoder"]](student)
         self.labels: list[str] = list(metadata["labels"])
         self.batch_size = batch_size
         options = ort.SessionOptions()

@@ -128,6 +128,7 @@ class BertClassifier(nn.Module):
     def describe(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
+            "encoder": "wordpiece",  # how serving tokenises for it (inference/serving.py)
             "config": self.model.config.to_dict(),
             "tokenizer": self.tokenizer.backend_tokenizer.to_str(),
             "special_tokens": dict(self.tokenizer.special_tokens_map),

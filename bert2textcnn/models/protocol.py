@@ -36,7 +36,8 @@ class Classifier(Protocol):
 
     def describe(self) -> dict[str, Any]:
         """Plain types (read back with ``weights_only``) that, with the weights, rebuild the model:
-        its kind, sizes and tokenizer."""
+        its kind, sizes and tokenizer; ``encoder`` names the torch-free tokeniser that serves it
+        (``vocab`` or ``wordpiece``, in ``inference/serving.py``)."""
         ...
 
     @classmethod

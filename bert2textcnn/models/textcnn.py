@@ -46,8 +46,10 @@ class TextCNN(nn.Module):
     def describe(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
+            "encoder": "vocab",  # how serving tokenises for it (inference/serving.py)
             "vocab": self.vocab.to_dict(),
             "max_length": self.max_length,
+            "min_length": self.min_length,
             "embedding_dim": self.embedding.embedding_dim,
             "kernel_sizes": list(self.kernel_sizes),
             "num_filters": self.convs[0].out_channels,

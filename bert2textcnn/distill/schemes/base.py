@@ -53,7 +53,7 @@ class DistillationModule(L.LightningModule):
         teacher_gate: float | None = 0.05,
         teacher: str | None = None,
         teacher_lowercase: bool | None = None,
-        student: Literal["textcnn", "bert"] = "textcnn",
+        student: str = "textcnn",
         student_layers: int = 1,
         student_init: StudentInit = "first",
         embedding_dim: int = 128,
@@ -98,8 +98,9 @@ class DistillationModule(L.LightningModule):
             teacher: Local Hugging Face BERT directory; default: the bundled m3e-small.
             teacher_lowercase: Lowercase text for the teacher's tokenizer. Default: on when
                 its vocabulary knows only lowercase Latin letters (true of m3e-small).
-            student: The student's kind: ``textcnn`` (over the data's char/jieba vocabulary) or
-                ``bert``, a small BERT cut from the ``teacher`` folder (its tokenizer and config).
+            student: The student's kind, a name in ``bert2textcnn.models.STUDENT_KINDS``:
+                ``textcnn`` (over the data's char/jieba vocabulary) or ``bert``, a small BERT cut
+                from the ``teacher`` folder (its tokenizer and config).
             student_layers: A ``bert`` student's encoder layers (1 to the teacher's layer count).
             student_init: How a ``bert`` student starts: ``first``, the teacher folder's embeddings
                 and first layers; ``every_kth``, every (n/L)-th layer ending with the last;
