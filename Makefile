@@ -33,7 +33,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$rc
 
-# The in-process tier (units, schemes on a tiny BERT, gradient flow): about a minute on 2 cores.
+# The in-process tier (units, schemes on a tiny BERT, gradient flow): about 20 s on 2 idle cores.
 # `make test` runs these and the slow end-to-end tier (subprocess CLI, DDP, SIGKILL, benchmark).
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow and not integration"; rc=$$?; \
