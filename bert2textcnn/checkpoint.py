@@ -57,6 +57,13 @@ def weights_of(checkpoint: dict[str, Any], role: Literal["student", "teacher"]) 
     return {k.removeprefix(prefix): v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
 
 
+def drop_weights(checkpoint: dict[str, Any], role: Literal["student", "teacher"]) -> None:
+    """Take one model's weights out of the state dict, in place (a run that did not build it)."""
+    state = checkpoint["state_dict"]
+    for key in [k for k in state if k.startswith(f"{role}.")]:
+        del state[key]
+
+
 def student_description(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """What the student is (``Classifier.describe``). Checkpoints written before model kinds
     existed hold a TextCNN described by the record's vocabulary and the hyper-parameters."""

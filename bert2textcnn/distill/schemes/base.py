@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
-from bert2textcnn.checkpoint import RECORD_KEY
+from bert2textcnn.checkpoint import RECORD_KEY, drop_weights
 from bert2textcnn.compat.historical import HistoricalModel, load_historical
 from bert2textcnn.distill.evaluation import Evaluation, positive_index
 from bert2textcnn.distill.losses import StudentTargets
@@ -385,6 +385,4 @@ class DistillationModule(L.LightningModule):
         if "kd_schedule" in checkpoint:  # absent from checkpoints written before the schedule existed
             self.kd_schedule.load_state_dict(checkpoint["kd_schedule"])
         if self.teacher is None:  # predicting with the student only: the teacher was not built
-            state = checkpoint["state_dict"]
-            for key in [k for k in state if k.startswith("teacher.")]:
-                del state[key]
+            drop_weights(checkpoint, "teacher")
