@@ -6,15 +6,14 @@ python -m bert2textcnn speed --ckpt_path runs/…/best.ckpt --output speed.json
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from bert2textcnn.bench.benchmark import run_all
 from bert2textcnn.bench.plan import DISTILLED, BenchmarkData, plan
 from bert2textcnn.data.datamodule import demo_path
+from bert2textcnn.data.options import DataFiles
 from bert2textcnn.data.records import check_label_kinds, check_labels, label_map, read_records, read_texts
 from bert2textcnn.data.survey import survey
-from bert2textcnn.data.vocab import TokenizerKind
 from bert2textcnn.errors import DataError, UserError
 
 
@@ -139,22 +138,6 @@ def benchmark(
     run_all(data or BenchmarkData(), output, runs, teacher, speed, threads, train)
 
 
-@dataclass
-class DataFiles:
-    """The files and text options ``fit`` would read (``--data.*``)."""
-
-    train_path: str | None = None
-    val_path: str | None = None
-    test_path: str | None = None
-    predict_path: str | None = None
-    unlabeled_path: str | None = None
-    text_column: str = "text"
-    label_column: str = "label"
-    tokenizer: TokenizerKind = "char"
-    lowercase: bool = True
-    max_length: int = 128
-
-
 def check_data(data: DataFiles) -> None:
     """Run every data check on the files, without training, and summarise what they hold.
 
@@ -164,7 +147,7 @@ def check_data(data: DataFiles) -> None:
     Args:
         data: The files to check, as ``--data.train_path`` … in ``fit``.
     """
-    paths = {split: getattr(data, f"{split}_path") for split in ("train", "val", "test", "predict", "unlabeled")}
+    paths = data.paths
     if not any(paths.values()):
         raise UserError("give at least one file: --data.train_path, --data.val_path, …")
     labels, problems, warnings = None, 0, 0

@@ -62,7 +62,7 @@ def teacher_checkpoint(tiny_teacher, small_data, tmp_path_factory) -> str:
     from bert2textcnn.distill.schemes import SCHEMES
 
     L.seed_everything(0, verbose=False)
-    data = TextDataModule(str(small_data["train"]), str(small_data["val"]), batch_size=32)
+    data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]), batch_size=32)
     model = SCHEMES["teacher"](
         labels=data.labels, vocab=data.vocab, max_length=data.max_length, teacher=str(tiny_teacher),
         teacher_lr=3e-3, warmup_ratio=0.0,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from jsonargparse import ArgumentParser
 
 from bert2textcnn import models
 from bert2textcnn.data.datamodule import TextDataModule
@@ -35,7 +36,7 @@ def test_the_model_kind_example_trains_and_predicts_from_its_checkpoint(small_da
 
     bilstm = example("BiLSTM")
     monkeypatch.setitem(models.STUDENT_KINDS, bilstm.kind, bilstm)  # the one registry line
-    data = TextDataModule(str(small_data["train"]), str(small_data["val"]), batch_size=16)
+    data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]), batch_size=16)
     model = SCHEMES["student"](labels=data.labels, vocab=data.vocab, max_length=data.max_length, student="bilstm")
     checkpoint = fit_and_save(model, data, tmp_path / "bilstm.ckpt")
     predictor = StudentPredictor.from_checkpoint(checkpoint)
@@ -45,7 +46,11 @@ def test_the_model_kind_example_trains_and_predicts_from_its_checkpoint(small_da
 
 def test_the_scheme_example_trains_with_its_own_option(small_data, teacher_checkpoint, tiny_teacher, tmp_path):
     smoothed = example("SmoothedOfflineScheme")
-    data = TextDataModule(str(small_data["train"]), str(small_data["val"]), batch_size=16)
+    parser = ArgumentParser()
+    parser.add_class_arguments(smoothed, "model")
+    assert "Label smoothing ε of the extra CE term" in parser.format_help()  # its own option, documented
+    assert "--model.teacher_checkpoint" in parser.format_help()  # and offline's
+    data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]), batch_size=16)
     model = smoothed(
         labels=data.labels, vocab=data.vocab, max_length=data.max_length, teacher=str(tiny_teacher),
         teacher_checkpoint=teacher_checkpoint, cache_dir=str(tmp_path / "cache"), smoothing=0.2,

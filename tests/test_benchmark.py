@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -176,15 +177,16 @@ def test_a_record_without_an_option_added_since_is_still_current():
 
 
 def test_a_new_kd_default_does_not_train_the_teacher_or_the_plain_student_again():
-    from bert2textcnn.bench.plan import KD_OPTIONS, Run, same_settings, settings
+    from bert2textcnn.bench.plan import Run, same_settings, settings
+    from bert2textcnn.distill.options import DistillOptions
 
     for scheme in ("teacher", "student"):
         current = settings(Run(scheme, scheme, 0))
-        assert not set(KD_OPTIONS) & current["model"].keys()
+        assert not {option.name for option in fields(DistillOptions)} & current["model"].keys()
         older = json.loads(json.dumps(current))
         older["model"] |= {"trust_labels": True, "alpha": 0.2}  # recorded when they were kept
         assert same_settings(older, current)
-        older["model"]["teacher_lr"] = 1.0
+        older["model"]["weight_decay"] = 1.0
         assert not same_settings(older, current)
     distilled = settings(Run("offline", "offline", 0))
     assert distilled["model"]["trust_labels"] is False  # offline's own default

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from bert2textcnn.cli import main, resolve_scheme
+from bert2textcnn.distill.schemes import SCHEMES
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 BENCHMARK_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "benchmark").glob("*.yaml"))
@@ -47,3 +48,46 @@ def test_defaults_yaml_restates_the_code_defaults(capsys, monkeypatch):
     assert code["seed_everything"] == written["seed_everything"]
     for group in ("trainer", "data"):
         assert {key: code[group][key] for key in written[group]} == written[group], group
+
+
+SCHEME_CONFIGS = [config for config in CONFIGS if config.stem in SCHEMES]
+
+
+@pytest.mark.parametrize("config", SCHEME_CONFIGS, ids=lambda p: p.name)
+def test_a_scheme_yaml_restates_that_schemes_code_defaults(config, capsys, monkeypatch):
+    """configs/<scheme>.yaml documents the scheme's defaults; a default changed in the code must
+    change there too (a value it means to differ belongs in another file, like offline_transfer)."""
+    monkeypatch.setattr(sys, "argv", ["bert2textcnn"])
+    written = yaml.safe_load(config.read_text(encoding="utf-8")).get("model", {})
+    with pytest.raises(SystemExit):
+        main(["fit", "--scheme", config.stem, "--print_config"])
+    code = yaml.safe_load(capsys.readouterr().out)["model"]
+    assert {key: code[key] for key in written} == written
+
+
+@pytest.mark.parametrize(
+    ("scheme", "listed", "absent"),
+    [
+        ("student", ["--model.student_layers", "--model.compare_to"], ["--model.alpha", "--model.teacher_lr"]),
+        ("teacher", ["--model.teacher_lr"], ["--model.student", "--model.alpha", "--model.compare_to"]),
+        ("offline", ["--model.alpha", "--model.cache_dir"], ["--model.teacher_lr", "--model.beta"]),
+        ("joint_isolated", ["--model.teacher_lr", "--model.kd_warmup"], ["--model.beta", "--model.cache_dir"]),
+        ("joint_coupled", ["--model.beta"], ["--model.historical", "--model.cache_dir"]),
+        ("multi_teacher", ["--model.historical", "--model.teacher_checkpoint"], ["--model.beta"]),
+    ],
+)
+def test_each_schemes_help_lists_only_the_options_it_uses(scheme, listed, absent, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["bert2textcnn"])
+    with pytest.raises(SystemExit):
+        main(["fit", "--scheme", scheme, "--help"])
+    shown = capsys.readouterr().out
+    assert all(f"{option} " in shown for option in listed), listed
+    assert not any(f"{option} " in shown for option in absent), absent
+
+
+def test_an_option_the_scheme_does_not_take_is_refused_by_name(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["bert2textcnn"])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--scheme", "student", "--model.alpha", "0.3", "--print_config"])
+    assert exit_info.value.code == 2
+    assert "model.alpha" in capsys.readouterr().err

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from bert2textcnn.data.datamodule import TextDataModule
+from bert2textcnn.distill.options import DistillOptions
 from bert2textcnn.distill.schemes import SCHEMES
 
 # The loss each scheme back-propagates into each model.
@@ -21,9 +22,10 @@ OBJECTIVE = {
 def build(scheme: str, teacher, data_paths, **hparams):
     # KD from the first batch: these tests are about where its gradients go (the untrained tiny
     # teacher would keep the gate shut); the gate and the ramp have tests of their own below.
-    hparams.setdefault("teacher_gate", None)
+    if DistillOptions in SCHEMES[scheme].option_groups:
+        hparams.setdefault("teacher_gate", None)
     L.seed_everything(7, verbose=False)
-    data = TextDataModule(str(data_paths["train"]), str(data_paths["val"]), batch_size=16)
+    data = TextDataModule(train_path=str(data_paths["train"]), val_path=str(data_paths["val"]), batch_size=16)
     model = SCHEMES[scheme](
         labels=data.labels, vocab=data.vocab, max_length=data.max_length, teacher=str(teacher), **hparams
     )
@@ -254,7 +256,7 @@ def test_parameters_a_method_adds_train_with_the_student_and_stay_out_of_its_pre
     from bert2textcnn.inference.predictor import StudentPredictor
 
     L.seed_everything(7, verbose=False)
-    data = TextDataModule(str(small_data["train"]), str(small_data["val"]), batch_size=16)
+    data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]), batch_size=16)
     model = ProbedStudent(labels=data.labels, vocab=data.vocab, max_length=data.max_length)
     before = snapshot(model.student_extras)
     trainer = L.Trainer(max_steps=2, limit_val_batches=0, logger=False, enable_checkpointing=False,

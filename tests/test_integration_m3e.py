@@ -31,7 +31,7 @@ def test_default_teacher_is_m3e_small_and_lowercases(m3e):
 
 
 def test_lowercasing_cuts_unknown_tokens_on_real_sms(m3e, sms_spam):
-    data = TextDataModule(str(sms_spam / "train.csv"), str(sms_spam / "dev.csv"))
+    data = TextDataModule(train_path=str(sms_spam / "train.csv"), val_path=str(sms_spam / "dev.csv"))
     texts = data.train_texts()
     cased, _ = m3e.unknown_rates(texts, lowercase=False)
     lowered, _ = m3e.unknown_rates(texts, lowercase=True)

@@ -49,4 +49,4 @@ def test_order_depends_on_seed_and_epoch_only(lengths, monkeypatch):
 def test_empty_and_bad_window(small_data):
     assert list(LengthGroupedShuffle([], 32, 4)) == []
     with pytest.raises(UserError, match="length_grouping"):
-        TextDataModule(str(small_data["train"]), str(small_data["val"]), length_grouping=0)
+        TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]), length_grouping=0)

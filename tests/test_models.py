@@ -44,7 +44,7 @@ def test_a_checkpoint_from_before_model_kinds_predicts_as_it_did():
 
 @pytest.mark.parametrize("kind", sorted(STUDENT_KINDS))
 def test_every_kind_is_rebuilt_from_its_description_alone(kind, tiny_teacher, small_data):
-    data = TextDataModule(str(small_data["train"]), str(small_data["val"]))
+    data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]))
     textcnn = {"embedding_dim": 8, "kernel_sizes": [2, 3], "num_filters": 4, "dropout": 0.5}
     options = textcnn | bert_options(tiny_teacher)
     model = build_student(kind, data.vocab, 2, data.max_length, options).eval()
@@ -84,7 +84,7 @@ def test_offline_distils_into_a_small_bert_that_predicts_and_exports_from_its_ch
     tiny_teacher, teacher_checkpoint, small_data, tmp_path
 ):
     L.seed_everything(0, verbose=False)
-    data = TextDataModule(str(small_data["train"]), str(small_data["val"]), batch_size=16)
+    data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]), batch_size=16)
     model = SCHEMES["offline"](
         labels=data.labels, vocab=data.vocab, max_length=data.max_length, teacher=str(tiny_teacher),
         teacher_checkpoint=teacher_checkpoint, cache_dir=str(tmp_path / "cache"), student="bert", student_layers=1,
@@ -123,6 +123,6 @@ def test_an_export_from_before_model_kinds_still_serves():
 
 
 def test_an_unknown_kind_is_one_clear_error(small_data):
-    data = TextDataModule(str(small_data["train"]), str(small_data["val"]))
+    data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]))
     with pytest.raises(UserError, match=r"unknown model kind 'cnn'; choose from \['bert', 'textcnn'\]"):
         build_student("cnn", data.vocab, 2, data.max_length, {})

@@ -50,7 +50,7 @@ def test_kd_to_distribution_averages_over_masked_rows_only():
     ("weights", "message"), [([1.0], "sum to less than 1"), ([-0.1], "non-negative"), ([0.2, 0.2], "one --model")]
 )
 def test_bad_weights_are_rejected(weights, message, tiny_teacher, small_data):
-    data = TextDataModule(str(small_data["train"]), str(small_data["val"]))
+    data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]))
     with pytest.raises(UserError, match=message):
         SCHEMES["multi_teacher"](
             labels=data.labels, vocab=data.vocab, historical=["old.ckpt"], historical_weights=weights
@@ -58,7 +58,7 @@ def test_bad_weights_are_rejected(weights, message, tiny_teacher, small_data):
 
 
 def test_default_weights_are_equal_for_every_teacher(small_data):
-    data = TextDataModule(str(small_data["train"]), str(small_data["val"]))
+    data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]))
     model = SCHEMES["multi_teacher"](labels=data.labels, vocab=data.vocab, historical=["a.ckpt", "b.csv"])
     assert model.teacher_weights == pytest.approx([1 / 3] * 3)
 
@@ -83,9 +83,13 @@ def train_student_checkpoint(data: TextDataModule, root) -> str:
 
 
 def test_historical_checkpoint_keeps_its_own_tokenizer_and_predicts_as_standalone(small_data, tmp_path):
-    jieba_data = TextDataModule(str(small_data["train"]), str(small_data["val"]), tokenizer="jieba", max_length=20)
+    jieba_data = TextDataModule(
+        train_path=str(small_data["train"]), val_path=str(small_data["val"]), tokenizer="jieba", max_length=20
+    )
     old = train_student_checkpoint(jieba_data, tmp_path)
-    char_data = TextDataModule(str(small_data["train"]), str(small_data["val"]))  # the new model: chars
+    char_data = TextDataModule(
+        train_path=str(small_data["train"]), val_path=str(small_data["val"])
+    )  # the new model: chars
     historical = load_historical(old, char_data.labels)
     assert isinstance(historical, CheckpointModel)
     assert historical.predictor.student.vocab.kind == "jieba" and historical.predictor.student.max_length == 20
@@ -154,7 +158,7 @@ def test_compatibility_metrics_against_hand_made_predictions():
 
 
 def test_multi_teacher_trains_with_a_frozen_bert_and_a_scores_file(teacher_checkpoint, small_data, tmp_path):
-    data = TextDataModule(str(small_data["train"]), str(small_data["val"]), batch_size=16)
+    data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]), batch_size=16)
     L.seed_everything(0, verbose=False)
     bert_ckpt = teacher_checkpoint
 

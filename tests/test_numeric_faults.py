@@ -15,7 +15,7 @@ from bert2textcnn.errors import UserError
 @pytest.mark.parametrize("scheme", ["student", "joint_isolated"])
 def test_nan_loss_stops_with_its_place_and_keeps_the_last_checkpoint(scheme, small_data, tiny_teacher, tmp_path):
     L.seed_everything(0, verbose=False)
-    data = TextDataModule(str(small_data["train"]), str(small_data["val"]), batch_size=16)
+    data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]), batch_size=16)
     model = SCHEMES[scheme](labels=data.labels, vocab=data.vocab, max_length=64, teacher=str(tiny_teacher))
     real_terms = model.loss_terms
 
@@ -41,9 +41,9 @@ def test_nan_loss_stops_with_its_place_and_keeps_the_last_checkpoint(scheme, sma
 
 @pytest.mark.parametrize("temperature", [0.0, -1.0])
 def test_extreme_temperatures_are_rejected_at_start_up(small_data, temperature):
-    data = TextDataModule(str(small_data["train"]), str(small_data["val"]))
+    data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]))
     with pytest.raises(UserError, match="temperature must be positive"):
-        SCHEMES["student"](labels=data.labels, vocab=data.vocab, temperature=temperature)
+        SCHEMES["offline"](labels=data.labels, vocab=data.vocab, temperature=temperature)
     with pytest.raises(UserError, match="historical_temperatures must be positive"):
         SCHEMES["multi_teacher"](
             labels=data.labels, vocab=data.vocab, historical=["old.csv"], historical_temperatures=[temperature]
@@ -53,7 +53,7 @@ def test_extreme_temperatures_are_rejected_at_start_up(small_data, temperature):
 def test_same_seed_same_data_same_result_twice(small_data, tiny_teacher):
     def train() -> dict[str, torch.Tensor]:
         L.seed_everything(5, verbose=False)
-        data = TextDataModule(str(small_data["train"]), str(small_data["val"]), batch_size=16)
+        data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]), batch_size=16)
         model = SCHEMES["joint_isolated"](labels=data.labels, vocab=data.vocab, teacher=str(tiny_teacher))
         trainer = L.Trainer(max_epochs=2, limit_val_batches=2, logger=False, enable_checkpointing=False,
                             enable_progress_bar=False, enable_model_summary=False)  # fmt: skip

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from bert2textcnn.data.datamodule import TextDataModule
+from bert2textcnn.distill import logits_cache
 from bert2textcnn.distill.schemes import SCHEMES
-from bert2textcnn.distill.schemes import offline as offline_module
 from bert2textcnn.errors import UserError
 
 
@@ -32,36 +32,36 @@ def test_second_run_reuses_cache_without_loading_the_teacher(
     teacher_checkpoint, small_data, tmp_path, monkeypatch, caplog
 ):
     caplog.set_level(logging.INFO, logger="bert2textcnn")
-    data = TextDataModule(str(small_data["train"]), str(small_data["val"]), batch_size=16)
+    data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]), batch_size=16)
     first, _ = fit("offline", data, tmp_path, teacher_checkpoint=teacher_checkpoint, cache_dir=str(tmp_path / "cache"))
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 2  # training texts, and validation for the teacher gate
-    assert first.cached_logits.shape == (len(data.train_texts()), 2)
+    assert first.teacher_source.cached_logits.shape == (len(data.train_texts()), 2)
 
     def no_teacher(*args, **kwargs):
         raise AssertionError("the teacher was loaded although its logits are cached")
 
-    monkeypatch.setattr(offline_module, "load_trained_teacher", no_teacher)
+    monkeypatch.setattr(logits_cache, "load_trained_teacher", no_teacher)
     second, _ = fit("offline", data, tmp_path, teacher_checkpoint=teacher_checkpoint, cache_dir=str(tmp_path / "cache"))
-    assert torch.equal(first.cached_logits, second.cached_logits)
+    assert torch.equal(first.teacher_source.cached_logits, second.teacher_source.cached_logits)
     assert "Reusing cached teacher logits" in caplog.text
 
 
 def test_cached_logits_are_the_teachers_own(teacher_checkpoint, small_data, tmp_path):
-    data = TextDataModule(str(small_data["train"]), str(small_data["val"]))
+    data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]))
     texts = data.train_texts()[:5]
-    logits = offline_module.teacher_logits_cache(texts, teacher_checkpoint, data.labels, data.max_length, tmp_path)
-    teacher = offline_module.load_trained_teacher(teacher_checkpoint, data.labels, data.max_length)
+    logits = logits_cache.teacher_logits_cache(texts, teacher_checkpoint, data.labels, data.max_length, tmp_path)
+    teacher = logits_cache.load_trained_teacher(teacher_checkpoint, data.labels, data.max_length)
     with torch.no_grad():
         direct = teacher(**teacher.encode(texts)).logits
     assert torch.allclose(logits, direct, atol=1e-5)
 
 
 def test_changed_data_invalidates_the_cache(teacher_checkpoint, small_data, tmp_path):
-    data = TextDataModule(str(small_data["train"]), str(small_data["val"]))
+    data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]))
     texts = data.train_texts()
-    offline_module.teacher_logits_cache(texts, teacher_checkpoint, data.labels, 64, tmp_path)
-    offline_module.teacher_logits_cache(texts[:-1], teacher_checkpoint, data.labels, 64, tmp_path)
-    offline_module.teacher_logits_cache(texts, teacher_checkpoint, data.labels, 32, tmp_path)
+    logits_cache.teacher_logits_cache(texts, teacher_checkpoint, data.labels, 64, tmp_path)
+    logits_cache.teacher_logits_cache(texts[:-1], teacher_checkpoint, data.labels, 64, tmp_path)
+    logits_cache.teacher_logits_cache(texts, teacher_checkpoint, data.labels, 32, tmp_path)
     assert len(list(tmp_path.glob("teacher_logits_*.pt"))) == 3
 
 
@@ -83,13 +83,13 @@ def test_teacher_logits_come_back_in_input_order_despite_length_sorted_batches(t
 
 
 def test_cached_logits_are_found_by_text_whatever_the_row_order(small_data, teacher_checkpoint):
-    data = TextDataModule(str(small_data["train"]), str(small_data["val"]))
-    model = offline_module.OfflineScheme(
+    data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]))
+    model = SCHEMES["offline"](
         labels=data.labels, vocab=data.vocab, max_length=data.max_length, teacher_checkpoint=teacher_checkpoint
     )
-    model.cached_logits = torch.tensor([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]])
-    model.cached_rows = {"甲": 0, "乙": 1, "丙": 2}
+    model.teacher_source.cached_logits = torch.tensor([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]])
+    model.teacher_source.cached_rows = {"甲": 0, "乙": 1, "丙": 2}
     batch = {"text": ["丙", "甲"], "label": torch.tensor([0, 1]), "index": torch.tensor([0, 1])}  # index misleads
-    assert torch.equal(model.cached_teacher_logits(batch), torch.tensor([[4.0, 5.0], [0.0, 1.0]]))
+    assert torch.equal(model.teacher_logits(batch), torch.tensor([[4.0, 5.0], [0.0, 1.0]]))
     with pytest.raises(UserError, match="no cached teacher logits"):
-        model.cached_teacher_logits({**batch, "text": ["丁", "甲"]})
+        model.teacher_logits({**batch, "text": ["丁", "甲"]})

@@ -61,7 +61,7 @@ def test_missing_file_and_bad_jsonl(tmp_path):
 def test_val_label_unknown_to_train_is_rejected_before_training(tmp_path):
     (tmp_path / "train.csv").write_text("text,label\n好,spam\n坏,normal\n", encoding="utf-8")
     (tmp_path / "val.csv").write_text("text,label\n好,spam\n中,other\n", encoding="utf-8")
-    data = TextDataModule(str(tmp_path / "train.csv"), str(tmp_path / "val.csv"))
+    data = TextDataModule(train_path=str(tmp_path / "train.csv"), val_path=str(tmp_path / "val.csv"))
     with pytest.raises(DataError, match=r"val.csv:3: label 'other' does not occur in the training data"):
         data.setup("fit")
 
@@ -69,7 +69,7 @@ def test_val_label_unknown_to_train_is_rejected_before_training(tmp_path):
 def test_single_class_training_file_is_rejected(tmp_path):
     (tmp_path / "train.csv").write_text("text,label\n好,spam\n坏,spam\n", encoding="utf-8")
     with pytest.raises(UserError, match="at least two classes"):
-        TextDataModule(str(tmp_path / "train.csv"))
+        TextDataModule(train_path=str(tmp_path / "train.csv"))
 
 
 def test_no_paths_means_bundled_demo_with_both_classes():
@@ -81,14 +81,14 @@ def test_no_paths_means_bundled_demo_with_both_classes():
 def test_labels_mixing_numbers_and_names_are_rejected_at_the_odd_row(tmp_path):
     (tmp_path / "train.csv").write_text("text,label\n好,spam\n坏,normal\n中,1\n大,spam\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"train.csv:4: labels mix numbers and names .* label '1' is the odd one out"):
-        TextDataModule(str(tmp_path / "train.csv"))
+        TextDataModule(train_path=str(tmp_path / "train.csv"))
 
 
 def test_long_texts_and_conflicting_duplicates_are_counted_in_the_log(tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="bert2textcnn")
     rows = "好的,normal\n加微信,spam\n加微信,normal\n" + "很长" * 40 + ",spam\n"
     (tmp_path / "train.csv").write_text("text,label\n" + rows, encoding="utf-8")
-    data = TextDataModule(str(tmp_path / "train.csv"), max_length=50)
+    data = TextDataModule(train_path=str(tmp_path / "train.csv"), max_length=50)
     assert "1 texts are longer than max_length 50 tokens and will be cut" in caplog.text
     assert "1 texts appear with conflicting labels (e.g. '加微信' as normal and spam)" in caplog.text
     assert data.vocab.padded_ids(["很长" * 40], data.max_length)[0].__len__() == 50  # cut, not dropped

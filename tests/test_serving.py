@@ -25,7 +25,7 @@ TEXTS = [row["text"] for row in read_demo("test")] + ["好", "QQ", "加微信领
 
 def trained_checkpoint(scheme: str, small_data, root: Path, **hparams) -> str:
     L.seed_everything(0, verbose=False)
-    data = TextDataModule(str(small_data["train"]), str(small_data["val"]), batch_size=16)
+    data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]), batch_size=16)
     model = SCHEMES[scheme](labels=data.labels, vocab=data.vocab, max_length=data.max_length, **hparams)
     trainer = L.Trainer(max_steps=4, limit_val_batches=0, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)  # fmt: skip

@@ -71,7 +71,7 @@ def test_bad_schedule_options_are_refused(warmup, gate):
 @pytest.fixture(scope="module")
 def useless_teacher(tiny_teacher, small_data, tmp_path_factory) -> str:
     """The tiny teacher after two steps at the default learning rate: it guesses one class."""
-    data = TextDataModule(str(small_data["train"]), str(small_data["val"]), batch_size=16)
+    data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]), batch_size=16)
     model = SCHEMES["teacher"](labels=data.labels, vocab=data.vocab, teacher=str(tiny_teacher))
     trainer = L.Trainer(max_steps=2, limit_val_batches=0, logger=False, enable_progress_bar=False,
                         enable_model_summary=False, default_root_dir=tmp_path_factory.mktemp("useless"))  # fmt: skip
@@ -82,7 +82,7 @@ def useless_teacher(tiny_teacher, small_data, tmp_path_factory) -> str:
 
 
 def fit(scheme: str, small_data, tmp_path, **hparams) -> L.LightningModule:
-    data = TextDataModule(str(small_data["train"]), str(small_data["val"]), batch_size=16)
+    data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]), batch_size=16)
     model = SCHEMES[scheme](labels=data.labels, vocab=data.vocab, max_length=data.max_length, **hparams)
     trainer = L.Trainer(max_steps=1, limit_val_batches=0, logger=False, enable_progress_bar=False,
                         enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path)  # fmt: skip
@@ -95,7 +95,7 @@ def test_offline_refuses_a_teacher_that_guesses_one_class(useless_teacher, small
         fit("offline", small_data, tmp_path, teacher_checkpoint=useless_teacher, cache_dir=str(tmp_path / "cache"))
     model = fit("offline", small_data, tmp_path, teacher_checkpoint=useless_teacher, cache_dir=str(tmp_path / "c2"),
                 teacher_gate=None)  # fmt: skip
-    assert model.cached_logits.shape[0] == 96  # distilled anyway when asked to
+    assert model.teacher_source.cached_logits.shape[0] == 96  # distilled anyway when asked to
 
 
 def test_offline_accepts_a_trained_teacher(teacher_checkpoint, small_data, tmp_path):

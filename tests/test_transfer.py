@@ -16,9 +16,9 @@ from bert2textcnn.data.datamodule import TextDataModule
 from bert2textcnn.data.records import Record
 from bert2textcnn.data.transfer import MixedBatchOrder, keep_label_fraction
 from bert2textcnn.data.vocab import MASK, Vocab
+from bert2textcnn.distill import logits_cache
 from bert2textcnn.distill.losses import UNLABELED, StudentTargets, kd_per_row, labelled_ce, student_loss
 from bert2textcnn.distill.schemes import SCHEMES
-from bert2textcnn.distill.schemes import offline as offline_module
 from bert2textcnn.errors import UserError
 from bert2textcnn.models.bert import BertClassifier
 
@@ -160,7 +160,11 @@ def pool(tmp_path):
 def test_datamodule_puts_unlabelled_rows_after_labelled_ones(small_data, pool, caplog):
     caplog.set_level(logging.WARNING, logger="bert2textcnn")
     data = TextDataModule(
-        str(small_data["train"]), str(small_data["val"]), unlabeled_path=str(pool), label_fraction=0.25, batch_size=8
+        train_path=str(small_data["train"]),
+        val_path=str(small_data["val"]),
+        unlabeled_path=str(pool),
+        label_fraction=0.25,
+        batch_size=8,
     )
     assert "ignoring its 'label' column" in caplog.text
     data.setup("fit")
@@ -179,8 +183,8 @@ def test_datamodule_puts_unlabelled_rows_after_labelled_ones(small_data, pool, c
 def test_schemes_without_a_teacher_drop_unlabelled_rows(small_data, pool, caplog):
     caplog.set_level(logging.WARNING, logger="bert2textcnn")
     data = TextDataModule(
-        str(small_data["train"]), str(small_data["val"]), unlabeled_path=str(pool), label_fraction=0.5,
-        learn_from_unlabeled=False,
+        train_path=str(small_data["train"]), val_path=str(small_data["val"]), unlabeled_path=str(pool),
+        label_fraction=0.5, learn_from_unlabeled=False,
     )  # fmt: skip
     assert "Ignoring --data.unlabeled_path" in caplog.text
     assert data.unlabeled_texts() == [] and len(data.train_texts()) == 48
@@ -192,9 +196,11 @@ def test_logits_cache_covers_the_unlabelled_file_and_follows_its_changes(teacher
 
     def cached_logits(rows):
         path = write_csv(tmp_path / "pool.csv", rows)
-        data = TextDataModule(str(small_data["train"]), str(small_data["val"]), unlabeled_path=str(path))
+        data = TextDataModule(
+            train_path=str(small_data["train"]), val_path=str(small_data["val"]), unlabeled_path=str(path)
+        )
         texts = data.train_texts()
-        logits = offline_module.teacher_logits_cache(texts, teacher_checkpoint, data.labels, data.max_length, cache)
+        logits = logits_cache.teacher_logits_cache(texts, teacher_checkpoint, data.labels, data.max_length, cache)
         return texts, logits
 
     texts, logits = cached_logits(pool_rows)
@@ -207,7 +213,7 @@ def test_logits_cache_covers_the_unlabelled_file_and_follows_its_changes(teacher
 
 
 def test_multi_teacher_pseudo_labels_follow_the_mix_of_teachers(small_data):
-    data = TextDataModule(str(small_data["train"]), str(small_data["val"]))
+    data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]))
     model = SCHEMES["multi_teacher"](
         labels=data.labels, vocab=data.vocab, historical=["old.csv"], historical_weights=[0.4],
         unlabeled_target="hard", temperature=2.0, teacher_gate=None,

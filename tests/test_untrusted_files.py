@@ -14,7 +14,7 @@ import torch
 from bert2textcnn.checkpoint import read_checkpoint
 from bert2textcnn.compat.historical import load_historical
 from bert2textcnn.data.datamodule import TextDataModule
-from bert2textcnn.distill.schemes import offline as offline_module
+from bert2textcnn.distill import logits_cache
 from bert2textcnn.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,9 +81,9 @@ def test_a_truncated_checkpoint_says_so(teacher_checkpoint, tmp_path):
 @pytest.mark.parametrize("damage", ["truncated", "planted", "wrong_shape"])
 def test_a_damaged_logits_cache_is_rebuilt(teacher_checkpoint, small_data, tmp_path, caplog, damage):
     caplog.set_level(logging.WARNING, logger="bert2textcnn")
-    data = TextDataModule(str(small_data["train"]), str(small_data["val"]))
+    data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]))
     texts, cache = data.train_texts(), tmp_path / "cache"
-    good = offline_module.teacher_logits_cache(texts, teacher_checkpoint, data.labels, data.max_length, cache)
+    good = logits_cache.teacher_logits_cache(texts, teacher_checkpoint, data.labels, data.max_length, cache)
     [path] = cache.glob("*.pt")
     marker = tmp_path / "code_ran"
     if damage == "truncated":
@@ -92,7 +92,7 @@ def test_a_damaged_logits_cache_is_rebuilt(teacher_checkpoint, small_data, tmp_p
         torch.save({"logits": Payload(marker)}, path)
     else:
         torch.save(torch.zeros(3, 2), path)
-    rebuilt = offline_module.teacher_logits_cache(texts, teacher_checkpoint, data.labels, data.max_length, cache)
+    rebuilt = logits_cache.teacher_logits_cache(texts, teacher_checkpoint, data.labels, data.max_length, cache)
     assert torch.allclose(rebuilt, good) and "recomputing them" in caplog.text
     assert not marker.exists()
     assert torch.equal(torch.load(path, weights_only=True), rebuilt)  # the rebuilt file replaced the bad one

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ def train(run: Run, data: BenchmarkData, teacher: str | None, folder: Path, done
     choose a checkpoint, so the last epoch's weights are scored; and there is no TensorBoard log."""
     L.seed_everything(run.seed, verbose=False)
     scheme = SCHEMES[run.scheme]
-    shared = {k: v for k, v in asdict(data).items() if k != "test_path"}
+    shared = {k: v for k, v in asdict(data).items() if k not in ("val_path", "test_path")}
     # The test file doubles as a validation file that is never evaluated (limit_val_batches=0).
     options = dict(run.data)
     if isinstance(options.get("augment"), dict):
@@ -121,7 +121,7 @@ def run_all(
     """Train every run not finished earlier (or, without ``train_missing``, leave it out), then
     write the report folder."""
     if data.train_path is None and data.test_path is None:
-        data.train_path, data.test_path = demo_path("train"), demo_path("test")
+        data = replace(data, train_path=demo_path("train"), test_path=demo_path("test"))
     if not data.train_path or not data.test_path:
         raise UserError("benchmark needs --data.train_path and --data.test_path (or neither: the demo corpus)")
     test = read_records(data.test_path, data.text_column, data.label_column)  # a bad file stops us before training

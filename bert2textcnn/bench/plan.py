@@ -10,29 +10,33 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bert2textcnn.data.datamodule import TextDataModule
+from bert2textcnn.data.options import DataFiles
+from bert2textcnn.distill.options import StudentOptions, TeacherTrainingOptions
 from bert2textcnn.distill.schemes import SCHEMES
 from bert2textcnn.errors import UserError
 from bert2textcnn.models import STUDENT_KINDS
 
 DISTILLED = [name for name, scheme in SCHEMES.items() if scheme.distils]  # every scheme with a teacher
 
-# Options that shape only what a student learns from a teacher: a teacher or a plain student
-# trained under other values of them is the same run.
-KD_OPTIONS = ("alpha", "temperature", "unlabeled_target", "pseudo_label_threshold", "trust_labels", "kd_warmup",
-              "teacher_gate")  # fmt: skip
 
+@dataclass(frozen=True)
+class BenchmarkData(DataFiles):
+    """As ``fit``'s data options, for every run. Each run trains on the training file (and, when it
+    distils, the unlabelled file) and is scored on the test file; nothing is validated, so
+    ``val_path`` and ``predict_path`` are refused.
 
-@dataclass
-class BenchmarkData:
-    """Data options every run shares (as ``--data.*`` in ``fit``)."""
+    Args:
+        batch_size: Texts per batch.
+    """
 
-    train_path: str | None = None  # default: the bundled demo corpus
-    test_path: str | None = None  # default: the bundled demo corpus
-    text_column: str = "text"
-    label_column: str = "label"
-    tokenizer: str = "char"
-    max_length: int = 128
     batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        if self.val_path or self.predict_path:
+            raise UserError(
+                "benchmark scores every run on --data.test_path and validates none: "
+                "drop --data.val_path and --data.predict_path"
+            )
 
 
 @dataclass
@@ -60,14 +64,12 @@ class Run:
 def settings(run: Run) -> dict[str, Any]:
     """Every constructor default of the run's scheme and data module, with the run's own options
     over them: kept in its record, so a run trained under defaults that have changed since is
-    trained again rather than reported as if it were current. A run that does not distil leaves
-    out ``KD_OPTIONS``, so a new KD default does not fine-tune the teacher again."""
+    trained again rather than reported as if it were current. A run that does not distil takes no
+    distillation option (``DistillOptions``), so a new KD default does not fine-tune the teacher again."""
     scheme = SCHEMES[run.scheme]
     model = defaults(scheme) | run.hparams
-    if model.get("student_lr") is None:  # the kind's own rate: what the run trains with
+    if "student" in model and model["student_lr"] is None:  # the kind's own rate: what the run trains with
         model["student_lr"] = STUDENT_KINDS[model["student"]].default_lr
-    if not scheme.distils:
-        model = {k: v for k, v in model.items() if k not in KD_OPTIONS}
     resolved = {"model": model, "data": defaults(TextDataModule) | run.data}
     return json.loads(json.dumps(resolved, default=str))  # as a record read back from disk
 
@@ -87,14 +89,14 @@ def same_settings(recorded: dict[str, Any] | None, current: dict[str, Any]) -> b
 
 
 def defaults(cls: type) -> dict[str, Any]:
-    """Keyword defaults of ``cls.__init__`` and of every base's, the subclass's winning."""
-    found: dict[str, Any] = {}
-    for klass in reversed(cls.__mro__):
-        if "__init__" in vars(klass):
-            for name, parameter in inspect.signature(klass.__init__).parameters.items():
-                if parameter.default is not inspect.Parameter.empty:
-                    found[name] = parameter.default
-    return found
+    """Keyword defaults of ``cls.__init__``: its own parameters and its option groups' fields."""
+    parameters = inspect.signature(cls.__init__).parameters.items()
+    return {name: parameter.default for name, parameter in parameters if parameter.default is not parameter.empty}
+
+
+def trains_bert_beside_student(scheme: str) -> bool:
+    groups = SCHEMES[scheme].option_groups
+    return StudentOptions in groups and TeacherTrainingOptions in groups
 
 
 def plan(
@@ -157,7 +159,7 @@ def plan(
                 name = f"offline · {share} + pool" + (" (hard)" if target == "hard" else "") + variant
                 hparams = {"unlabeled_target": target} | overrides
                 runs.append(Run(name, "offline", seed, low, hparams, low_teacher.key, low_plain.key, low_label_epochs))
-    return sorted(runs, key=lambda run: SCHEMES[run.scheme].has_teacher and SCHEMES[run.scheme].has_student)
+    return sorted(runs, key=lambda run: trains_bert_beside_student(run.scheme))
 
 
 def variant_name(options: dict[str, Any]) -> str:

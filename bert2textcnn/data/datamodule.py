@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from bert2textcnn.checkpoint import project_record
 from bert2textcnn.data.augment import Augmentation, augment
 from bert2textcnn.data.length_groups import LengthGroupedShuffle
+from bert2textcnn.data.options import DataFiles
 from bert2textcnn.data.records import (
     Record,
     check_label_kinds,
@@ -35,6 +36,7 @@ from bert2textcnn.data.transfer import MixedBatchOrder, keep_label_fraction
 from bert2textcnn.data.vocab import TokenizerKind, Vocab
 from bert2textcnn.distill.losses import UNLABELED
 from bert2textcnn.errors import UserError
+from bert2textcnn.option_groups import Options, takes
 from bert2textcnn.seeding import EpochShuffle, epoch_generator
 
 log = logging.getLogger(__name__)
@@ -45,40 +47,27 @@ def demo_path(split: str) -> str:
     return str(files("bert2textcnn.data.demo") / f"{split}.csv")
 
 
+@takes(DataFiles)
 class TextDataModule(L.LightningDataModule):
     def __init__(
         self,
-        train_path: str | None = None,
-        val_path: str | None = None,
-        test_path: str | None = None,
-        predict_path: str | None = None,
-        unlabeled_path: str | None = None,
         label_fraction: float = 1.0,
         augment: Augmentation | None = None,
         unlabeled_share: float | None = None,
         learn_from_unlabeled: bool = True,
         sample_seed: int = 0,
-        text_column: str = "text",
-        label_column: str = "label",
-        tokenizer: TokenizerKind = "char",
-        lowercase: bool = True,
-        max_length: int = 128,
         min_freq: int = 1,
         max_vocab_size: int = 50_000,
         batch_size: int = 32,
         length_grouping: int = 1,
         num_workers: int = 0,
         checkpoint: str | None = None,
+        *,
+        options: Options,
     ) -> None:
-        """
+        """Read, check and batch the data.
+
         Args:
-            train_path: Training file (CSV, TSV or JSONL with a text and a label column).
-                With no path at all, the bundled demo corpus is used for train, val and test.
-            val_path: Validation file; the best checkpoint is chosen on it. Required with train_path.
-            test_path: Test file, for ``test`` and for the report printed after ``fit``.
-            predict_path: File of texts to label with ``predict`` (a label column is optional).
-            unlabeled_path: Texts without labels (CSV/TSV/JSONL, or .txt with one text per line;
-                a label column is ignored). The student learns them from the teacher alone.
             label_fraction: Keep the labels of this stratified share of the training file and use
                 the other rows as unlabelled text, to reproduce a low-label setting.
             augment: Add augmented copies of the labelled texts as unlabelled rows, e.g.
@@ -88,11 +77,6 @@ class TextDataModule(L.LightningDataModule):
             learn_from_unlabeled: Train on unlabelled rows. Off by default for the schemes that
                 learn from labels only (``student``, ``teacher``).
             sample_seed: Seed of the rows ``label_fraction`` keeps and of the augmentation.
-            text_column: Name of the text column (or JSONL key).
-            label_column: Name of the label column; labels may be strings or integers.
-            tokenizer: Student tokenisation: ``char`` (one token per character) or ``jieba`` words.
-            lowercase: Lowercase text before the student's tokenizer.
-            max_length: Longest input in tokens, for the student and the teacher; longer texts are cut.
             min_freq: Drop student tokens seen fewer times than this in the training file.
             max_vocab_size: Keep at most this many student tokens (the most frequent).
             batch_size: Texts per batch.
@@ -106,26 +90,31 @@ class TextDataModule(L.LightningDataModule):
                 checkpoint instead of the training file. Set automatically from ``--ckpt_path``.
         """
         super().__init__()
-        self.save_hyperparameters(ignore=["checkpoint"])
-        self.hparams.augment = asdict(augment) if augment else None  # checkpoints hold plain types only
-        if max_length < 1 or batch_size < 1:
+        files = options[DataFiles]
+        own = {"label_fraction": label_fraction, "unlabeled_share": unlabeled_share, "sample_seed": sample_seed,
+               "learn_from_unlabeled": learn_from_unlabeled, "min_freq": min_freq, "max_vocab_size": max_vocab_size,
+               "batch_size": batch_size, "length_grouping": length_grouping, "num_workers": num_workers}  # fmt: skip
+        # Checkpoints hold plain types only. (Not save_hyperparameters: it reads the constructor's
+        # frame, which does not hold the option groups' fields.)
+        self.hparams.update({**options.as_dict(), **own, "augment": asdict(augment) if augment else None})
+        if files.max_length < 1 or batch_size < 1:
             raise UserError("--data.max_length and --data.batch_size must be positive")
         if length_grouping < 1:
             raise UserError(f"--data.length_grouping must be at least 1 (1: plain shuffling), got {length_grouping}")
-        if not any((train_path, val_path, test_path, predict_path)):
-            train_path, val_path, test_path = (demo_path(s) for s in ("train", "val", "test"))
-            log.info("No data paths given: using the bundled demo corpus (%s)", Path(train_path).parent)
-        self.paths = {"train": train_path, "val": val_path, "test": test_path, "predict": predict_path}
-        self.columns = (text_column, label_column)
+        self.paths = {split: path for split, path in files.paths.items() if split != "unlabeled"}
+        if not any(self.paths.values()):
+            self.paths.update({split: demo_path(split) for split in ("train", "val", "test")})
+            log.info("No data paths given: using the bundled demo corpus (%s)", Path(self.paths["train"]).parent)
+        self.columns = (files.text_column, files.label_column)
         self.batch_size, self.num_workers = batch_size, num_workers
         self.length_grouping = length_grouping
-        self.max_length = max_length
-        self.tokenization: tuple[TokenizerKind, bool] = (tokenizer, lowercase)
+        self.max_length = files.max_length
+        self.tokenization: tuple[TokenizerKind, bool] = (files.tokenizer, files.lowercase)
         self.records: dict[str, list[Record]] = {}
-        ignored = [name for name, value in (("unlabeled_path", unlabeled_path), ("augment", augment)) if value]
+        ignored = [name for name, value in (("unlabeled_path", files.unlabeled_path), ("augment", augment)) if value]
         if ignored and not learn_from_unlabeled:
             log.warning("Ignoring --data.%s: this scheme learns from labels only", " and --data.".join(ignored))
-        self.unlabeled_path = unlabeled_path if learn_from_unlabeled else None
+        self.unlabeled_path = files.unlabeled_path if learn_from_unlabeled else None
         self.augmentation = augment if learn_from_unlabeled else None
         self.label_fraction, self.sample_seed = label_fraction, sample_seed
         self.learn_from_unlabeled, self.unlabeled_share = learn_from_unlabeled, unlabeled_share
@@ -137,16 +126,18 @@ class TextDataModule(L.LightningDataModule):
             self.max_length = int(record["max_length"])
             self.tokenization = (self.vocab.kind, self.vocab.lowercase)
             log.info("Label map and %s vocabulary (%d tokens) from %s", self.vocab.kind, len(self.vocab), checkpoint)
-        elif train_path:
+        elif self.paths["train"]:
             train = self._read("train")
-            self.labels = label_map(train, train_path)
+            self.labels = label_map(train, self.paths["train"])
             # The vocabulary covers every text the student trains on, except augmented copies.
             labelled, dropped = self._label_split
             texts = [r.text for r in labelled]
             if learn_from_unlabeled:
                 texts += [r.text for r in dropped] + self._unlabeled_file_texts
-            self.vocab = Vocab.build(texts, tokenizer, lowercase, min_freq, max_vocab_size)
-            log.info("Built a %s vocabulary of %d tokens on %d training texts", tokenizer, len(self.vocab), len(texts))
+            self.vocab = Vocab.build(texts, *self.tokenization, min_freq, max_vocab_size)
+            log.info(
+                "Built a %s vocabulary of %d tokens on %d training texts", files.tokenizer, len(self.vocab), len(texts)
+            )
         else:
             raise UserError("--data.train_path is required unless --ckpt_path names a trained model")
 

@@ -10,22 +10,23 @@ for the teacher to beat a constant guess (``--model.teacher_gate``) and may ramp
 from typing import Any
 
 import torch
-from torch import nn
 
 from bert2textcnn.distill.losses import labelled_ce, student_loss
-from bert2textcnn.distill.schemes.base import DistillationModule, Role
+from bert2textcnn.distill.options import JOINT_GROUPS
+from bert2textcnn.distill.schemes.base import DistillationModule
+from bert2textcnn.distill.teachers import JointTeacher, TeacherSource
+from bert2textcnn.option_groups import takes
 
 
+@takes(*JOINT_GROUPS)
 class JointIsolatedScheme(DistillationModule):
     """Teacher (CE only) and student (α·KD + (1−α)·CE on detached teacher logits), trained together."""
 
     name = "joint_isolated"
-    has_teacher = True
     separate_optimizers = True
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.automatic_optimization = False
+    def pick_teacher_source(self) -> TeacherSource:
+        return JointTeacher()
 
     def teacher_loss_terms(
         self, teacher_logits: torch.Tensor, detached_student_logits: torch.Tensor, labels: torch.Tensor
@@ -63,10 +64,6 @@ class JointIsolatedScheme(DistillationModule):
         for scheduler in _as_list(self.lr_schedulers()):
             scheduler.step()
         self.log_terms(terms, batch_size=len(batch["text"]))
-
-    def trained_modules(self) -> dict[Role, nn.Module]:
-        # Order fixes the optimizers' order: the teacher steps first, then the student.
-        return {"teacher": self.teacher, "student": self.student}
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -15,107 +15,57 @@ historical model on val and test (coverage, flip rates) unless ``compare_to`` na
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from bert2textcnn.checkpoint import load_trained_teacher
 from bert2textcnn.compat.historical import HistoricalModel, ScoresFile, load_historical
 from bert2textcnn.distill.losses import kd_to_distribution, mixed_soft_target, pseudo_labels, student_objective
-from bert2textcnn.distill.schemes.base import Role
+from bert2textcnn.distill.options import JOINT_GROUPS, DistillOptions, HistoricalOptions, TeacherCheckpointOptions
 from bert2textcnn.distill.schemes.joint_isolated import JointIsolatedScheme
-from bert2textcnn.errors import UserError
-from bert2textcnn.models.bert import BertClassifier
-from bert2textcnn.models.protocol import logits_in_order
+from bert2textcnn.distill.teachers import FrozenTeacher, JointTeacher, TeacherSource
+from bert2textcnn.option_groups import takes
 
 log = logging.getLogger(__name__)
 
 
+@takes(*JOINT_GROUPS, TeacherCheckpointOptions, HistoricalOptions)
 class MultiTeacherScheme(JointIsolatedScheme):
     """Student learns from a weighted mix of BERT and frozen historical models (keeps old hits)."""
 
     name = "multi_teacher"
 
-    def __init__(
-        self,
-        historical: list[str] | None = None,
-        historical_weights: list[float] | None = None,
-        historical_temperatures: list[float] | None = None,
-        teacher_checkpoint: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """
-        Args:
-            historical: Old models as extra, frozen teachers: bert2textcnn checkpoints and/or
-                scores files (CSV/TSV/JSONL with the text and one column per class).
-            historical_weights: Weight of each historical model in the soft target; BERT gets
-                1 − their sum, which must stay positive. Default: every teacher weighs the same.
-            historical_temperatures: Softmax temperature per historical model (default: T).
-            teacher_checkpoint: Load the BERT teacher fine-tuned from this checkpoint and freeze
-                it, instead of training it jointly.
-        """
-        super().__init__(**kwargs)
-        if not historical:
-            raise UserError("--model.historical needs at least one checkpoint or scores file")
-        count = len(historical)
-        weights = historical_weights if historical_weights is not None else [1 / (count + 1)] * count
-        temperatures = historical_temperatures or [self.hparams.temperature] * count
-        if len(weights) != count or len(temperatures) != count:
-            raise UserError("give one --model.historical_weights and temperature per --model.historical entry")
-        if any(w < 0 for w in weights) or sum(weights) >= 1:
-            raise UserError(
-                f"--model.historical_weights {weights} must be non-negative and sum to less than 1: "
-                "the BERT teacher takes the rest"
-            )
-        if any(t <= 0 for t in temperatures):
-            raise UserError(f"--model.historical_temperatures must be positive, got {temperatures}")
-        self.teacher_weights = [1 - sum(weights), *weights]
-        self.teacher_temperatures = [self.hparams.temperature, *temperatures]
-        self.historical: list[HistoricalModel] = []
+    historical: Sequence[HistoricalModel] = ()  # loaded in setup
+
+    @property
+    def teacher_weights(self) -> list[float]:
+        """BERT's weight, then each historical model's."""
+        given = self.options[HistoricalOptions]
+        weights = given.historical_weights or [1 / (len(given.historical) + 1)] * len(given.historical)
+        return [1 - sum(weights), *weights]
+
+    @property
+    def teacher_temperatures(self) -> list[float]:
+        given, temperature = self.options[HistoricalOptions], self.options[DistillOptions].temperature
+        return [temperature, *(given.historical_temperatures or [temperature] * len(given.historical))]
+
+    def pick_teacher_source(self) -> TeacherSource:
+        """Trained jointly, as in `joint_isolated`, unless ``teacher_checkpoint`` gives a fine-tuned one."""
+        checkpoint = self.options[TeacherCheckpointOptions].teacher_checkpoint
+        return FrozenTeacher(checkpoint) if checkpoint else JointTeacher()
 
     def reference_source(self) -> str | None:
-        return self.compare_to or self.hparams.historical[0]
-
-    # ---- the frozen-BERT option -------------------------------------------------------
-    @property
-    def teacher_is_frozen(self) -> bool:
-        return self.hparams.teacher_checkpoint is not None
-
-    def build_teacher(self) -> BertClassifier:
-        if not self.teacher_is_frozen:
-            return super().build_teacher()
-        teacher = load_trained_teacher(self.hparams.teacher_checkpoint, self.labels, self.max_length)
-        return teacher.requires_grad_(False)
-
-    @property
-    def teacher_learns_jointly(self) -> bool:
-        return not self.teacher_is_frozen
-
-    def trained_modules(self) -> dict[Role, nn.Module]:
-        return {"student": self.student_side} if self.teacher_is_frozen else super().trained_modules()
-
-    def on_fit_start(self) -> None:
-        super().on_fit_start()
-        if self.teacher_is_frozen:
-            texts, labels = self.trainer.datamodule.texts_and_labels("val")
-            with torch.no_grad():
-                logits = logits_in_order(
-                    self.teacher.eval(), texts, len(self.labels), self.trainer.datamodule.batch_size
-                )
-            self.check_frozen_teacher(logits, labels, self.hparams.teacher_checkpoint)
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        if self.teacher_is_frozen:
-            self.teacher.eval()  # Lightning puts the whole module in train mode; a frozen teacher has no dropout
+        return super().reference_source() or self.options[HistoricalOptions].historical[0]
 
     # ---- historical teachers ----------------------------------------------------------
     def setup(self, stage: str) -> None:
         super().setup(stage)
         if stage == "fit" and not self.historical:
             text_column = self.trainer.datamodule.columns[0]
-            self.historical = [load_historical(p, self.labels, text_column) for p in self.hparams.historical]
+            sources = self.options[HistoricalOptions].historical
+            self.historical = [load_historical(source, self.labels, text_column) for source in sources]
             texts = self.trainer.datamodule.train_texts()
             for model in self.historical:
                 if isinstance(model, ScoresFile) and (known := model.coverage_of(texts)) < len(texts):

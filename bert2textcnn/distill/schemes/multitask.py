@@ -11,14 +11,20 @@ from typing import Any
 import torch
 
 from bert2textcnn.distill.losses import labelled_ce, student_loss
+from bert2textcnn.distill.options import JOINT_GROUPS
 from bert2textcnn.distill.schemes.base import DistillationModule
+from bert2textcnn.distill.teachers import JointTeacher, TeacherSource
+from bert2textcnn.option_groups import takes
 
 
+@takes(*JOINT_GROUPS)
 class MultitaskScheme(DistillationModule):
     """One summed loss CE(t) + α·KD(s, t) + (1−α)·CE(s), nothing detached, one optimizer step."""
 
     name = "multitask"
-    has_teacher = True
+
+    def pick_teacher_source(self) -> TeacherSource:
+        return JointTeacher()
 
     def loss_terms(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         labels = batch["label"]

@@ -5,11 +5,14 @@ from typing import Any
 import torch
 
 from bert2textcnn.distill.losses import labelled_ce
+from bert2textcnn.distill.options import STUDENT_GROUPS
 from bert2textcnn.distill.schemes.base import DistillationModule
+from bert2textcnn.option_groups import takes
 
 
+@takes(*STUDENT_GROUPS)
 class StudentScheme(DistillationModule):
-    """Plain TextCNN trained on labels only (CE); the baseline. Teacher options are unused."""
+    """Plain student trained on labels only (CE); the baseline."""
 
     name = "student"
     distils = False

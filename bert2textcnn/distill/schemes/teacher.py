@@ -5,17 +5,27 @@ from typing import Any
 import torch
 
 from bert2textcnn.distill.losses import labelled_ce
+from bert2textcnn.distill.options import (
+    EvaluationOptions,
+    OptimizationOptions,
+    PretrainedOptions,
+    TeacherTrainingOptions,
+)
 from bert2textcnn.distill.schemes.base import DistillationModule
+from bert2textcnn.distill.teachers import JointTeacher, TeacherSource
+from bert2textcnn.option_groups import takes
 
 
+@takes(PretrainedOptions, TeacherTrainingOptions, OptimizationOptions, EvaluationOptions)
 class TeacherScheme(DistillationModule):
     """Fine-tune the BERT teacher on labels only (CE); its checkpoint feeds `offline`."""
 
     name = "teacher"
-    has_student = False
     distils = False
-    has_teacher = True
     selects_on = "teacher"
+
+    def pick_teacher_source(self) -> TeacherSource:
+        return JointTeacher()
 
     def loss_terms(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         ce = labelled_ce(self.teacher_logits(batch), batch["label"])

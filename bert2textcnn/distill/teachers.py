@@ -1,0 +1,134 @@
+"""Where a scheme's teacher logits come from: a part the scheme picks, not a class it inherits.
+
+- ``JointTeacher``: a pre-trained BERT fine-tuned in this run, beside the student or alone.
+- ``FrozenTeacher``: a teacher fine-tuned earlier, loaded from its checkpoint, never updated.
+- ``CachedTeacher``: a frozen teacher's logits on the training texts, computed once and cached on
+  disk (``logits_cache``), so training never runs the teacher.
+
+The scheme keeps the BERT it holds as ``module.teacher`` (its weights are then checkpointed under
+``teacher.`` and move with the module's device); a source says how it is built, checked before
+training, and read for a batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+
+from bert2textcnn.checkpoint import load_trained_teacher
+from bert2textcnn.distill.logits_cache import teacher_logits_cache
+from bert2textcnn.distill.options import DistillOptions, PretrainedOptions
+from bert2textcnn.distill.teacher_gate import check_teacher
+from bert2textcnn.errors import UserError
+from bert2textcnn.models.bert import BertClassifier
+from bert2textcnn.models.protocol import logits_in_order
+
+if TYPE_CHECKING:
+    from bert2textcnn.distill.schemes.base import DistillationModule
+
+log = logging.getLogger(__name__)
+
+
+class TeacherSource:
+    """The interface; a scheme with no teacher (``student``) has none."""
+
+    trains: ClassVar[bool] = False  # fine-tuned in this run: it gets an optimizer, and the gate watches it
+    holds_model: ClassVar[bool] = True  # a BERT in ``module.teacher``, evaluated on val and test
+
+    def build(self, module: DistillationModule) -> BertClassifier | None:
+        """The teacher model the scheme holds, built once per process (``configure_model``)."""
+        return None
+
+    def prepare(self, module: DistillationModule) -> None:
+        """Before training: checks and caches."""
+
+    def logits(self, module: DistillationModule, batch: dict[str, Any]) -> torch.Tensor:
+        return module.teacher(**batch["teacher_inputs"]).logits
+
+
+class JointTeacher(TeacherSource):
+    trains = True
+
+    def build(self, module: DistillationModule) -> BertClassifier:
+        pretrained = module.options[PretrainedOptions]
+        return BertClassifier.from_directory(
+            pretrained.teacher, len(module.labels), module.max_length, pretrained.teacher_lowercase
+        )
+
+
+class FrozenTeacher(TeacherSource):
+    def __init__(self, checkpoint: str | None) -> None:
+        self.checkpoint = checkpoint
+
+    def build(self, module: DistillationModule) -> BertClassifier:
+        checkpoint = required(self.checkpoint)
+        return load_trained_teacher(checkpoint, module.labels, module.max_length).requires_grad_(False)
+
+    def prepare(self, module: DistillationModule) -> None:
+        data = module.trainer.datamodule
+        texts, labels = data.texts_and_labels("val")
+        with torch.no_grad():
+            logits = logits_in_order(module.teacher.eval(), texts, len(module.labels), data.batch_size)
+        check_before_training(module, logits, labels, required(self.checkpoint))
+
+    def logits(self, module: DistillationModule, batch: dict[str, Any]) -> torch.Tensor:
+        module.teacher.eval()  # Lightning puts the whole module in train mode; a frozen teacher has no dropout
+        with torch.no_grad():
+            return super().logits(module, batch)
+
+
+class CachedTeacher(TeacherSource):
+    holds_model = False
+
+    def __init__(self, checkpoint: str | None, cache_dir: str) -> None:
+        self.checkpoint, self.cache_dir = checkpoint, Path(cache_dir)
+        # Plain tensors on the CPU, not buffers: DDP would broadcast a buffer at every step.
+        self.cached_logits = torch.empty(0)
+        self.cached_rows: dict[str, int] = {}  # text → its row in cached_logits
+
+    def prepare(self, module: DistillationModule) -> None:
+        data, trainer = module.trainer.datamodule, module.trainer
+        val_texts, val_labels = data.texts_and_labels("val")
+        texts = data.train_texts()
+        checkpoint = required(self.checkpoint)
+        where = (checkpoint, module.labels, module.max_length, self.cache_dir)
+        # Several processes (DDP): the first builds the cache, the others wait, then read it.
+        if trainer.is_global_zero:
+            check_before_training(module, teacher_logits_cache(val_texts, *where), val_labels, checkpoint)
+            self.cached_logits = teacher_logits_cache(texts, *where)
+        trainer.strategy.barrier("teacher logits cache")
+        if not trainer.is_global_zero:
+            self.cached_logits = teacher_logits_cache(texts, *where)
+        self.cached_rows = {text: row for row, text in enumerate(texts)}
+
+    def logits(self, module: DistillationModule, batch: dict[str, Any]) -> torch.Tensor:
+        """The cached logits of the batch's texts, looked up by text: whatever order the data
+        module gives its rows in, a row gets its own text's logits (a text the cache lacks is an
+        error, never another row's logits)."""
+        missing = [text for text in batch["text"] if text not in self.cached_rows]
+        if missing:
+            raise UserError(f"{len(missing)} training texts have no cached teacher logits, e.g. {missing[0][:40]!r}")
+        rows = torch.tensor([self.cached_rows[text] for text in batch["text"]])
+        return self.cached_logits[rows].to(batch["label"].device)
+
+
+def required(checkpoint: str | None) -> str:
+    """The teacher checkpoint, needed from the moment the teacher is read (predicting with the
+    student alone does without it)."""
+    if not checkpoint:
+        raise UserError("this scheme distils a fine-tuned teacher: give --model.teacher_checkpoint")
+    return checkpoint
+
+
+def check_before_training(module: DistillationModule, logits: torch.Tensor, labels: torch.Tensor, source: str) -> None:
+    """Stop before training when a frozen teacher is no better than a constant guess on validation."""
+    margin = module.options[DistillOptions].teacher_gate
+    if margin is None:
+        log.info("Teacher gate off: %s is distilled unchecked", source)
+        return
+    score = check_teacher(logits, labels, len(module.labels), margin, source)
+    log.info("Teacher %s: balanced accuracy %.3f on validation (a constant guess: %.3f)",
+             source, score, 1 / len(module.labels))  # fmt: skip
