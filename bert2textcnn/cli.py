@@ -37,7 +37,7 @@ def scheme_help() -> str:
         "Distil a BERT teacher into a TextCNN student.\n\n"
         f"Schemes (--scheme NAME, default {DEFAULT_SCHEME}):\n{rows}\n\n"
         "With no data paths the bundled demo corpus is used. "
-        "`python -m bert2textcnn fit --help` lists every option.\n\n"
+        "`python -m bert2textcnn fit --scheme NAME --help` lists that scheme's options.\n\n"
         "Other commands (each with --help):\n"
         "  export     the student to ONNX for serving, checked against PyTorch\n"
         "  speed      student vs teacher throughput and latency on the same texts\n"

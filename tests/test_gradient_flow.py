@@ -276,3 +276,12 @@ def test_parameters_a_method_adds_train_with_the_student_and_stay_out_of_its_pre
 
 def same_state(left: dict[str, torch.Tensor], right: dict[str, torch.Tensor]) -> bool:
     return all(torch.equal(left[k], right[k]) for k in left)
+
+
+@pytest.mark.parametrize("scheme", ["offline", "joint_isolated", "multitask"])
+def test_parameters_a_method_adds_join_the_students_optimizer_in_every_scheme(scheme, tiny_teacher, small_data):
+    _, model = build(scheme, tiny_teacher, small_data)
+    model.student_extras["probe"] = torch.nn.Linear(4, 2)
+    student_side = {id(p) for p in model.trained_modules()["student"].parameters()}
+    assert {id(p) for p in model.student_extras.parameters()} <= student_side
+    assert {id(p) for p in model.student.parameters()} <= student_side

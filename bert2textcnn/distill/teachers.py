@@ -43,7 +43,9 @@ class TeacherSource:
         return None
 
     def prepare(self, module: DistillationModule) -> None:
-        """Before training: checks and caches."""
+        """Before training: checks and caches. A source holding a BERT logs its tokenizer's fit."""
+        if self.holds_model:
+            log_tokenizer_fit(module, module.trainer.datamodule.train_texts())
 
     def logits(self, module: DistillationModule, batch: dict[str, Any]) -> torch.Tensor:
         return module.teacher(**batch["teacher_inputs"]).logits
@@ -68,6 +70,7 @@ class FrozenTeacher(TeacherSource):
         return load_trained_teacher(checkpoint, module.labels, module.max_length).requires_grad_(False)
 
     def prepare(self, module: DistillationModule) -> None:
+        super().prepare(module)
         data = module.trainer.datamodule
         texts, labels = data.texts_and_labels("val")
         with torch.no_grad():
@@ -132,3 +135,24 @@ def check_before_training(module: DistillationModule, logits: torch.Tensor, labe
     score = check_teacher(logits, labels, len(module.labels), margin, source)
     log.info("Teacher %s: balanced accuracy %.3f on validation (a constant guess: %.3f)",
              source, score, 1 / len(module.labels))  # fmt: skip
+
+
+def log_tokenizer_fit(module: DistillationModule, texts: list[str]) -> None:
+    """How much of the training text the teacher cannot see: [UNK] rates as cased and lowercased."""
+    rates = {}
+    for lowercase in (False, True):
+        texts_rate, tokens_rate = module.teacher.unknown_rates(texts, lowercase)
+        case = "lowercased" if lowercase else "as_is"
+        rates[f"data/teacher_unk_texts_{case}"] = texts_rate
+        rates[f"data/teacher_unk_tokens_{case}"] = tokens_rate
+    log.info(
+        "Teacher tokenizer [UNK] on training texts: %.1f%% of texts / %.2f%% of tokens as written, "
+        "%.1f%% / %.2f%% lowercased (lowercasing is %s)",
+        100 * rates["data/teacher_unk_texts_as_is"],
+        100 * rates["data/teacher_unk_tokens_as_is"],
+        100 * rates["data/teacher_unk_texts_lowercased"],
+        100 * rates["data/teacher_unk_tokens_lowercased"],
+        "on" if module.teacher.lowercase else "off",
+    )
+    if module.logger is not None:
+        module.logger.log_metrics(rates, step=0)

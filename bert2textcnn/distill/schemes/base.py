@@ -150,8 +150,6 @@ class DistillationModule(L.LightningModule):
             self.teacher = self.teacher_source.build(self)
 
     def on_fit_start(self) -> None:
-        if self.teacher is not None:
-            self.log_tokenizer_fit(self.trainer.datamodule.train_texts())
         if self.teacher_source is not None:
             self.teacher_source.prepare(self)
 
@@ -161,26 +159,6 @@ class DistillationModule(L.LightningModule):
             params = {"scheme": self.name, **self.trainer.datamodule.hparams, **self.hparams}
             columns = {f"hp/{role}_{name}": float("nan") for role in self.roles for name in ("macro_f1", "recall")}
             self.logger.log_hyperparams(params, columns)
-
-    def log_tokenizer_fit(self, texts: list[str]) -> None:
-        """How much of the training text the teacher cannot see: [UNK] rates as cased and lowercased."""
-        rates = {}
-        for lowercase in (False, True):
-            texts_rate, tokens_rate = self.teacher.unknown_rates(texts, lowercase)
-            case = "lowercased" if lowercase else "as_is"
-            rates[f"data/teacher_unk_texts_{case}"] = texts_rate
-            rates[f"data/teacher_unk_tokens_{case}"] = tokens_rate
-        log.info(
-            "Teacher tokenizer [UNK] on training texts: %.1f%% of texts / %.2f%% of tokens as written, "
-            "%.1f%% / %.2f%% lowercased (lowercasing is %s)",
-            100 * rates["data/teacher_unk_texts_as_is"],
-            100 * rates["data/teacher_unk_tokens_as_is"],
-            100 * rates["data/teacher_unk_texts_lowercased"],
-            100 * rates["data/teacher_unk_tokens_lowercased"],
-            "on" if self.teacher.lowercase else "off",
-        )
-        if self.logger is not None:
-            self.logger.log_metrics(rates, step=0)
 
     def on_before_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         """Encode the batch's raw texts for each model present, each with its own tokenizer."""
