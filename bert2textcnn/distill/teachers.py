@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from bert2textcnn.checkpoint import load_trained_teacher
-from bert2textcnn.distill.logits_cache import teacher_logits_cache
+from bert2textcnn.distill.hints import masked_mean
+from bert2textcnn.distill.logits_cache import teacher_hints_cache, teacher_logits_cache
 from bert2textcnn.distill.options import DistillOptions, PretrainedOptions
 from bert2textcnn.distill.teacher_gate import check_teacher
 from bert2textcnn.errors import UserError
 from bert2textcnn.models.bert import BertClassifier
-from bert2textcnn.models.protocol import logits_in_order
+from bert2textcnn.models.protocol import ModelOutput, logits_in_order
 
 if TYPE_CHECKING:
     from bert2textcnn.distill.schemes.base import DistillationModule
@@ -47,8 +48,16 @@ class TeacherSource:
         if self.holds_model:
             log_tokenizer_fit(module, module.trainer.datamodule.train_texts())
 
+    def output(self, module: DistillationModule, batch: dict[str, Any]) -> ModelOutput:
+        return module.teacher_output(batch)
+
     def logits(self, module: DistillationModule, batch: dict[str, Any]) -> torch.Tensor:
-        return module.teacher(**batch["teacher_inputs"]).logits
+        return self.output(module, batch).logits
+
+    def hint_target(self, module: DistillationModule, batch: dict[str, Any], layer: int) -> torch.Tensor:
+        """The sentence-level hint: the mask-aware mean of teacher layer ``layer``'s hidden states."""
+        hidden = self.output(module, batch).hidden_states[layer]
+        return masked_mean(hidden, batch["teacher_inputs"]["attention_mask"])
 
 
 class JointTeacher(TeacherSource):
@@ -77,10 +86,10 @@ class FrozenTeacher(TeacherSource):
             logits = logits_in_order(module.teacher.eval(), texts, len(module.labels), data.batch_size)
         check_before_training(module, logits, labels, required(self.checkpoint))
 
-    def logits(self, module: DistillationModule, batch: dict[str, Any]) -> torch.Tensor:
+    def output(self, module: DistillationModule, batch: dict[str, Any]) -> ModelOutput:
         module.teacher.eval()  # Lightning puts the whole module in train mode; a frozen teacher has no dropout
         with torch.no_grad():
-            return super().logits(module, batch)
+            return super().output(module, batch)
 
 
 class CachedTeacher(TeacherSource):
@@ -90,6 +99,7 @@ class CachedTeacher(TeacherSource):
         self.checkpoint, self.cache_dir = checkpoint, Path(cache_dir)
         # Plain tensors on the CPU, not buffers: DDP would broadcast a buffer at every step.
         self.cached_logits = torch.empty(0)
+        self.cached_hints = torch.empty(0)  # with hints on: the teacher's hint vectors, same rows
         self.cached_rows: dict[str, int] = {}  # text → its row in cached_logits
 
     def prepare(self, module: DistillationModule) -> None:
@@ -105,17 +115,40 @@ class CachedTeacher(TeacherSource):
         trainer.strategy.barrier("teacher logits cache")
         if not trainer.is_global_zero:
             self.cached_logits = teacher_logits_cache(texts, *where)
+        if module.hints is not None:
+            self.cached_hints = self.hints_cache(module, texts, where)
         self.cached_rows = {text: row for row, text in enumerate(texts)}
 
+    @staticmethod
+    def hints_cache(module: DistillationModule, texts: list[str], where: tuple) -> torch.Tensor:
+        """The hint vectors of the training texts, cached beside the logits (built by the first process)."""
+        trainer, layer = module.trainer, module.hints.layer
+        if trainer.is_global_zero:
+            hints = teacher_hints_cache(texts, *where, layer)
+        trainer.strategy.barrier("teacher hints cache")
+        if not trainer.is_global_zero:
+            hints = teacher_hints_cache(texts, *where, layer)
+        if hints.shape[1] != module.hints.regressor.out_features:
+            raise UserError(
+                f"the teacher checkpoint's hidden size is {hints.shape[1]}, the --model.teacher folder's "
+                f"{module.hints.regressor.out_features}: give --model.teacher the folder it was fine-tuned from"
+            )
+        return hints
+
     def logits(self, module: DistillationModule, batch: dict[str, Any]) -> torch.Tensor:
-        """The cached logits of the batch's texts, looked up by text: whatever order the data
-        module gives its rows in, a row gets its own text's logits (a text the cache lacks is an
-        error, never another row's logits)."""
+        return self.cached_logits[self.rows(batch)].to(batch["label"].device)
+
+    def hint_target(self, module: DistillationModule, batch: dict[str, Any], layer: int) -> torch.Tensor:
+        return self.cached_hints[self.rows(batch)].to(batch["label"].device)
+
+    def rows(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The batch's rows in the cache, looked up by text: whatever order the data module gives
+        its rows in, a row gets its own text's values (a text the cache lacks is an error, never
+        another row's values)."""
         missing = [text for text in batch["text"] if text not in self.cached_rows]
         if missing:
             raise UserError(f"{len(missing)} training texts have no cached teacher logits, e.g. {missing[0][:40]!r}")
-        rows = torch.tensor([self.cached_rows[text] for text in batch["text"]])
-        return self.cached_logits[rows].to(batch["label"].device)
+        return torch.tensor([self.cached_rows[text] for text in batch["text"]])
 
 
 def required(checkpoint: str | None) -> str:

@@ -62,6 +62,19 @@ def uppercase_is_unknown(tokenizer) -> bool:
     return unknown(string.ascii_uppercase) > 13 and unknown(string.ascii_lowercase) == 0
 
 
+def pretrained_shape(path: str | None) -> tuple[int, int]:
+    """(hidden size, encoder layers) of the BERT in a local folder (default: m3e-small), read from
+    its config alone."""
+    from transformers import AutoConfig
+
+    directory = resolve_teacher_dir(path)
+    try:
+        config = AutoConfig.from_pretrained(directory, local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise UserError(f"Cannot read a BERT config in {directory}: {err}. {HOW_TO_POINT_ELSEWHERE}") from None
+    return config.hidden_size, config.num_hidden_layers
+
+
 class BertClassifier(nn.Module):
     """A Hugging Face BERT classifier plus the tokenizer that turns raw text into its inputs: the
     teacher, or a small-BERT student made from the teacher's first layers (``002``)."""
@@ -74,6 +87,10 @@ class BertClassifier(nn.Module):
         self.model, self.tokenizer = model, tokenizer
         self.model.train()  # from_pretrained returns eval mode; Lightning decides the mode per stage
         self.max_length, self.lowercase = max_length, lowercase
+
+    @property
+    def feature_size(self) -> int:
+        return self.model.config.hidden_size
 
     @classmethod
     def from_directory(

@@ -6,7 +6,7 @@ new model kind (a TextCNN, a BERT as teacher or as student, …) is one file and
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple, Protocol
 
 import torch
@@ -27,6 +27,11 @@ class Classifier(Protocol):
 
     kind: ClassVar[str]  # the registry name, e.g. ``textcnn`` or ``bert``
     default_lr: ClassVar[float]  # the peak AdamW learning rate this kind trains well at
+
+    @property
+    def feature_size(self) -> int:
+        """Width of ``ModelOutput.features``."""
+        ...
 
     def encode(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Raw texts to this model's keyword inputs, padded to the batch's longest text."""
@@ -51,11 +56,27 @@ class Classifier(Protocol):
         ...
 
 
-@torch.inference_mode()
 def logits_in_order(model: Classifier, texts: Sequence[str], num_classes: int, batch_size: int = 64) -> torch.Tensor:
-    """``model``'s logits for ``texts`` in their order, computed over batches of similar length:
-    on short texts a batch in file order is mostly padding."""
-    logits = torch.empty(len(texts), num_classes)
+    """``model``'s logits for ``texts`` in their order."""
+    logits = outputs_in_order(model, texts, lambda output, inputs: output.logits, batch_size)
+    return logits if logits is not None else torch.empty(0, num_classes)
+
+
+@torch.inference_mode()
+def outputs_in_order(
+    model: Classifier,
+    texts: Sequence[str],
+    pick: Callable[[ModelOutput, dict[str, torch.Tensor]], torch.Tensor],
+    batch_size: int = 64,
+) -> torch.Tensor | None:
+    """What ``pick`` takes from ``model``'s output (given its inputs), one row per text in the
+    texts' order, computed over batches of similar length: on short texts a batch in file order is
+    mostly padding. None for no texts."""
+    result = None
     for rows in Vocab.length_sorted_rows(texts, batch_size):
-        logits[rows] = model(**model.encode([texts[i] for i in rows])).logits.float()
-    return logits
+        inputs = model.encode([texts[i] for i in rows])
+        values = pick(model(**inputs), inputs).float()
+        if result is None:
+            result = torch.empty(len(texts), *values.shape[1:])
+        result[rows] = values
+    return result

@@ -37,6 +37,10 @@ class TextCNN(nn.Module):
         # Inputs shorter than the widest kernel would leave it nothing to convolve: pad to this.
         self.min_length = max(kernel_sizes)
 
+    @property
+    def feature_size(self) -> int:
+        return self.head.in_features
+
     @classmethod
     def from_options(cls, vocab: Vocab, num_classes: int, max_length: int, options: Mapping[str, Any]) -> TextCNN:
         """The student a scheme's hyper-parameters describe."""

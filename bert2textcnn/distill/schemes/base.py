@@ -8,6 +8,7 @@ source, its loss terms, what is detached, and how many optimizers step per batch
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import lightning as L
@@ -18,13 +19,16 @@ from torch import nn
 from bert2textcnn.checkpoint import RECORD_KEY, drop_weights
 from bert2textcnn.compat.historical import HistoricalModel, load_historical
 from bert2textcnn.distill.evaluation import Evaluation, positive_index
+from bert2textcnn.distill.hints import REGRESSOR, Hints
 from bert2textcnn.distill.losses import StudentTargets
 from bert2textcnn.distill.optimization import adamw_with_schedule, training_batches
 from bert2textcnn.distill.options import (
     CompareOptions,
     DistillOptions,
     EvaluationOptions,
+    HintOptions,
     OptimizationOptions,
+    PretrainedOptions,
     StudentOptions,
     TeacherTrainingOptions,
 )
@@ -32,7 +36,8 @@ from bert2textcnn.distill.teacher_gate import KDSchedule
 from bert2textcnn.distill.teachers import TeacherSource
 from bert2textcnn.errors import UserError
 from bert2textcnn.models import build_student
-from bert2textcnn.models.bert import BertClassifier
+from bert2textcnn.models.bert import BertClassifier, pretrained_shape
+from bert2textcnn.models.protocol import ModelOutput
 from bert2textcnn.option_groups import Options
 
 log = logging.getLogger(__name__)
@@ -81,7 +86,17 @@ class DistillationModule(L.LightningModule):
         distill = options[DistillOptions] if DistillOptions in options else DistillOptions()
         gate = distill.teacher_gate if self.teacher_learns_jointly else None  # a frozen teacher is checked once
         self.kd_schedule = KDSchedule(len(self.labels), distill.kd_warmup, gate)
+        self.hints = self.build_hints()
         self.run_batches: int | None = None  # set with the optimizers, for the KD ramp
+
+    def build_hints(self) -> Hints | None:
+        """FitNets hints (``--model.hint_weight``), with their regressor beside the student."""
+        if HintOptions not in self.options or not self.options[HintOptions].enabled:
+            return None
+        hidden, layers = pretrained_shape(self.options[PretrainedOptions].teacher)
+        hints = Hints(self.options[HintOptions], self.student.feature_size, hidden, layers)
+        self.student_extras[REGRESSOR] = hints.regressor
+        return hints
 
     def pick_teacher_source(self) -> TeacherSource | None:
         """Where this scheme's teacher logits come from (``distill.teachers``); none by default."""
@@ -171,8 +186,14 @@ class DistillationModule(L.LightningModule):
             batch["reference_logits"], batch["reference_mask"] = self.reference.logits(texts)
         return batch
 
+    def student_output(self, batch: dict[str, Any]) -> ModelOutput:
+        return run_once(batch, "student", lambda: self.student(**batch["student_inputs"]))
+
+    def teacher_output(self, batch: dict[str, Any]) -> ModelOutput:
+        return run_once(batch, "teacher", lambda: self.teacher(**batch["teacher_inputs"]))
+
     def student_logits(self, batch: dict[str, Any]) -> torch.Tensor:
-        return self.student(**batch["student_inputs"]).logits
+        return self.student_output(batch).logits
 
     def teacher_logits(self, batch: dict[str, Any]) -> torch.Tensor:
         return self.teacher_source.logits(self, batch)
@@ -182,8 +203,17 @@ class DistillationModule(L.LightningModule):
         """Named loss terms of one batch; ``loss`` is the one back-propagated (automatic schemes)."""
         raise NotImplementedError
 
+    def training_terms(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
+        """The scheme's loss terms, with the hint when it is on, checked. Each model runs once per
+        batch: the hint reuses the forward passes the scheme's losses made."""
+        batch["outputs"] = {}
+        terms = self.loss_terms(batch)
+        if self.hints is not None:
+            terms = self.hints.add_to(terms, self, batch)
+        return self.checked(terms, batch_idx)
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        terms = self.checked(self.loss_terms(batch), batch_idx)
+        terms = self.training_terms(batch, batch_idx)
         self.log_terms(terms, batch_size=len(batch["text"]))
         return terms["loss"]
 
@@ -295,3 +325,14 @@ class DistillationModule(L.LightningModule):
             self.kd_schedule.load_state_dict(checkpoint["kd_schedule"])
         if self.teacher is None:  # predicting with the student only: the teacher was not built
             drop_weights(checkpoint, "teacher")
+
+
+def run_once(batch: dict[str, Any], role: str, forward: Callable[[], ModelOutput]) -> ModelOutput:
+    """``forward()``, computed once per training batch (``training_terms`` gives the batch an
+    ``outputs`` memo); elsewhere — validation, tests — every call runs the model."""
+    outputs = batch.get("outputs")
+    if outputs is None:
+        return forward()
+    if role not in outputs:
+        outputs[role] = forward()
+    return outputs[role]

@@ -52,7 +52,7 @@ class JointIsolatedScheme(DistillationModule):
         return student_loss(student_logits, detached_teacher_logits, batch["label"], self.student_targets)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        terms = self.checked(self.loss_terms(batch), batch_idx)
+        terms = self.training_terms(batch, batch_idx)
         # Each trained model has its own optimizer and is moved by its own loss, ``loss_<role>``.
         # The losses live on separate graphs (each sees the other model detached), so the order
         # of the updates cannot leak one model's loss into the other.

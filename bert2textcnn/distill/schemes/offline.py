@@ -16,6 +16,7 @@ from bert2textcnn.distill.options import (
     STUDENT_GROUPS,
     CacheOptions,
     FrozenTeacherDistillOptions,
+    HintOptions,
     TeacherCheckpointOptions,
 )
 from bert2textcnn.distill.schemes.base import DistillationModule
@@ -23,7 +24,7 @@ from bert2textcnn.distill.teachers import CachedTeacher, TeacherSource
 from bert2textcnn.option_groups import takes
 
 
-@takes(*STUDENT_GROUPS, FrozenTeacherDistillOptions, TeacherCheckpointOptions, CacheOptions)
+@takes(*STUDENT_GROUPS, FrozenTeacherDistillOptions, HintOptions, TeacherCheckpointOptions, CacheOptions)
 class OfflineScheme(DistillationModule):
     """Student learns α·KD + (1−α)·CE from a frozen fine-tuned teacher's cached logits."""
 
