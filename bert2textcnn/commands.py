@@ -94,6 +94,7 @@ def benchmark(
     distilled_data: dict[str, Any] | None = None,
     teacher_epochs: int | None = None,
     teacher_model: dict[str, Any] | None = None,
+    rco_anchors: int = 3,
 ) -> None:
     """Train the teacher, the plain student and every scheme for each seed; write a report folder.
 
@@ -115,7 +116,8 @@ def benchmark(
             ``'{temperature: 2.0, trust_labels: false}'``, or a list of such sets, each trained
             as its own variant: ``'[{}, {alpha: 1.0, temperature: 2.0}]'`` (``{}``: the
             defaults). Their names show them, so variants in one folder share its teacher, its
-            plain students and its report.
+            plain students and its report. A variant runs for the schemes that take all its
+            options (hints: not for ``rco``).
         teacher: Local Hugging Face BERT directory (default: m3e-small).
         speed: Also time the best student against the teacher (``speed``) and draw speed.png.
         threads: Threads for the speed measurement.
@@ -129,11 +131,13 @@ def benchmark(
             distil (default: ``epochs``); the joint schemes train theirs for ``epochs``.
         teacher_model: Hyper-parameters of that teacher (``--model.*`` of ``fit --scheme
             teacher``), e.g. ``'{teacher_lr: 1e-4}'``.
+        rco_anchors: Checkpoints that teacher keeps along its run (``--model.save_anchors``)
+            when ``rco`` is benchmarked: the route it follows.
     """
     chosen = DISTILLED if schemes == "all" else list(schemes)
     runs = plan(
         chosen, seeds, epochs, label_fraction, low_label_epochs, low_label_teacher_lr, historical_weight, model,
-        teacher_length_grouping, distilled_data, teacher_epochs, teacher_model,
+        teacher_length_grouping, distilled_data, teacher_epochs, teacher_model, rco_anchors,
     )  # fmt: skip
     run_all(data or BenchmarkData(), output, runs, teacher, speed, threads, train)
 

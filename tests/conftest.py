@@ -77,3 +77,23 @@ def teacher_checkpoint(tiny_teacher, small_data, tmp_path_factory) -> str:
     )
     trainer.fit(model, datamodule=data)
     return trainer.checkpoint_callback.best_model_path
+
+
+@pytest.fixture(scope="session")
+def teacher_anchors(tiny_teacher, small_data, tmp_path_factory) -> Path:
+    """The anchors index of a short tiny-teacher run that kept 2 checkpoints along the way (RCO)."""
+    import lightning as L
+
+    from bert2textcnn.distill.schemes import SCHEMES
+
+    L.seed_everything(0, verbose=False)
+    data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]), batch_size=32)
+    folder = tmp_path_factory.mktemp("anchors")
+    model = SCHEMES["teacher"](
+        labels=data.labels, vocab=data.vocab, max_length=data.max_length, teacher=str(tiny_teacher),
+        teacher_lr=3e-3, save_anchors=2, anchor_dir=str(folder),
+    )  # fmt: skip
+    trainer = L.Trainer(max_steps=6, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(model, datamodule=data)
+    return folder / "index.json"

@@ -239,3 +239,26 @@ def test_selection_halves_score_each_half_alone():
     assert row["macro_f1_minus_plain_even_rows"] == 0
     # odd rows 1, 3, 5, 7 (labels 1, 1, 0, 1): plain F1 spam 4/5, normal 2/3; distilled all right
     assert row["macro_f1_minus_plain_odd_rows"] == pytest.approx(1.0 - (4 / 5 + 2 / 3) / 2)
+
+
+def test_rco_follows_the_anchors_its_benchmark_teacher_kept(tiny_teacher, tmp_path):
+    output = tmp_path / "rco"
+    benchmark(output, tiny_teacher, "[rco]", "--rco_anchors", "2", "--speed", "false", "--label_fraction", "null")
+    teacher = json.loads((output / "runs" / "teacher-seed0.json").read_text(encoding="utf-8"))
+    index = json.loads(Path(teacher["anchors"]).read_text(encoding="utf-8"))
+    assert teacher["run"]["hparams"]["save_anchors"] == 2 and len(index["anchors"]) == 2
+    with open(output / "results.csv", encoding="utf-8") as file:
+        assert "rco" in {row["scheme"] for row in csv.DictReader(file)}
+
+
+def test_a_variant_runs_only_for_the_schemes_that_take_its_options():
+    from bert2textcnn.bench.plan import plan
+    from bert2textcnn.errors import UserError
+
+    runs = plan(["offline", "rco"], 1, 1, model=[{}, {"hint_weight": 0.01}])
+    names = {run.name for run in runs}
+    assert {"offline", "offline (hint_weight=0.01)", "rco"} <= names and "rco (hint_weight=0.01)" not in names
+    assert next(run for run in runs if run.scheme == "teacher").hparams["save_anchors"] == 3  # rco's route
+    assert "save_anchors" not in next(run for run in plan(["offline"], 1, 1) if run.scheme == "teacher").hparams
+    with pytest.raises(UserError, match=r"takes \['hint_wieght'\]"):
+        plan(["offline"], 1, 1, model={"hint_wieght": 0.1})

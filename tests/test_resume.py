@@ -35,12 +35,12 @@ def final_state(run_dir: Path) -> dict[str, torch.Tensor]:
     return {**checkpoint["state_dict"], **{f"optimizer{i}": s for i, s in enumerate(checkpoint["optimizer_states"])}}
 
 
-SCHEMES = ["student", "teacher", "offline", "joint_isolated", "joint_coupled", "multitask", "multi_teacher"]
+SCHEMES = ["student", "teacher", "offline", "joint_isolated", "joint_coupled", "multitask", "multi_teacher", "rco"]
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
-    scheme, small_data, tiny_teacher, teacher_checkpoint, tmp_path
+    scheme, small_data, tiny_teacher, teacher_checkpoint, teacher_anchors, tmp_path
 ):
     args = [
         "--scheme", scheme, "--data.train_path", str(small_data["train"]), "--data.val_path", str(small_data["val"]),
@@ -49,6 +49,9 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
     ]  # fmt: skip
     if scheme == "offline":
         args += ["--model.teacher_checkpoint", teacher_checkpoint]
+    if scheme == "rco":  # killed on the second of three anchors
+        route = [str(teacher_anchors.parent / "anchor_1.ckpt"), str(teacher_anchors.parent / "anchor_2.ckpt")]
+        args += ["--model.teacher_route", json.dumps([*route, teacher_checkpoint])]
     if scheme == "multi_teacher":
         args += ["--model.historical", f"[{trained_checkpoint('student', small_data, tmp_path)}]"]
     whole, interrupted = tmp_path / "whole", tmp_path / "interrupted"

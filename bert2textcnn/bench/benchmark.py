@@ -38,6 +38,7 @@ from bert2textcnn.checkpoint import AtomicCheckpointIO
 from bert2textcnn.data.augment import Augmentation
 from bert2textcnn.data.datamodule import TextDataModule, demo_path
 from bert2textcnn.data.records import read_records
+from bert2textcnn.distill.route import INDEX
 from bert2textcnn.distill.schemes import SCHEMES
 from bert2textcnn.distill.schemes.base import DistillationModule
 from bert2textcnn.errors import UserError
@@ -63,8 +64,13 @@ def train(run: Run, data: BenchmarkData, teacher: str | None, folder: Path, done
     datamodule = TextDataModule(**shared, val_path=data.test_path, learn_from_unlabeled=scheme.distils, **options)
     hparams = {"teacher": teacher, **run.hparams}
     declared = defaults(scheme)  # what the scheme takes decides what it is given
-    if run.teacher_run:  # the benchmark's fine-tuned teacher, frozen
+    if "teacher_checkpoint" in declared and run.teacher_run:  # the benchmark's fine-tuned teacher, frozen
         hparams["teacher_checkpoint"] = done[run.teacher_run]["checkpoint"]
+    if "teacher_route" in declared:  # rco: the anchors saved along that teacher's run
+        hparams["teacher_route"] = done[run.teacher_run]["anchors"]
+    anchors = folder / "anchors" / run.key if run.hparams.get("save_anchors") else None
+    if anchors:
+        hparams["anchor_dir"] = str(anchors)
     if "cache_dir" in declared:
         hparams["cache_dir"] = str(folder / "cache")
     if "historical" in declared:  # the plain student of the same seed plays the production model
@@ -94,6 +100,7 @@ def train(run: Run, data: BenchmarkData, teacher: str | None, folder: Path, done
         "train_seconds": seconds,
         "epochs": trainer.current_epoch,
         "probabilities": probabilities_on(model, texts),
+        **({"anchors": str(anchors / INDEX)} if anchors else {}),
     }
 
 

@@ -112,6 +112,7 @@ def plan(
     distilled_data: dict[str, Any] | None = None,
     teacher_epochs: int | None = None,
     teacher_model: dict[str, Any] | None = None,
+    rco_anchors: int = 3,
 ) -> list[Run]:
     """Every run, each after the runs it builds on. ``model`` overrides the distilled runs'
     hyper-parameters (a list: one set of runs per entry) and ``distilled_data`` their data-module
@@ -127,19 +128,26 @@ def plan(
     ]
     if unknown := sorted(set(schemes) - set(DISTILLED)):
         raise UserError(f"--schemes: unknown {unknown}; choose from {DISTILLED}, or all")
+    taken = {option for scheme in schemes for option in defaults(SCHEMES[scheme])}
+    if unknown := sorted({option for overrides, _ in variants for option in overrides} - taken):
+        raise UserError(f"--model: no scheme of {list(schemes)} takes {unknown}")
     teacher_data = {"length_grouping": teacher_length_grouping}
-    teacher = Run("teacher", "teacher", 0, teacher_data, dict(teacher_model or {}), epochs=teacher_epochs or epochs)
+    teacher_options = dict(teacher_model or {})
+    if any("teacher_route" in defaults(SCHEMES[scheme]) for scheme in schemes):  # rco follows its anchors
+        teacher_options["save_anchors"] = rco_anchors
+    teacher = Run("teacher", "teacher", 0, teacher_data, teacher_options, epochs=teacher_epochs or epochs)
     runs = [teacher]
     for seed in range(seeds):
         plain = Run("student", "student", seed, epochs=epochs)
         runs.append(plain)
         for scheme in schemes:
-            takes_historical = "historical_weights" in defaults(SCHEMES[scheme])
-            hparams = {"historical_weights": [historical_weight]} if takes_historical else {}
-            teacher_run = teacher.key if "teacher_checkpoint" in defaults(SCHEMES[scheme]) else None
+            takes = defaults(SCHEMES[scheme]).keys()
+            hparams = {"historical_weights": [historical_weight]} if "historical_weights" in takes else {}
+            teacher_run = teacher.key if {"teacher_checkpoint", "teacher_route"} & takes else None
             runs += [
                 Run(scheme + variant, scheme, seed, data_overrides, hparams | overrides, teacher_run, plain.key, epochs)
                 for overrides, variant in variants
+                if overrides.keys() <= takes  # a variant runs for the schemes that take its options
             ]
     if label_fraction is not None:
         share = f"{label_fraction:.0%}"

@@ -276,6 +276,33 @@ class HintOptions:
             raise UserError("--model.hint_weight and --model.hint_epochs must not be negative")
 
 
+@dataclass(frozen=True)
+class AnchorOptions:
+    """Checkpoints along a teacher's fine-tuning, for RCO (``--scheme rco``).
+
+    Args:
+        save_anchors: Keep this many checkpoints evenly spaced over the run's optimizer steps, the
+            last at its final step, with an ``index.json`` listing them in order; 0 keeps none.
+        anchor_dir: Where they go. Default: ``anchors/`` in the run's log folder.
+    """
+
+    save_anchors: int = 0
+    anchor_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class RouteOptions:
+    """The teacher's route, for RCO.
+
+    Args:
+        teacher_route: The anchors, in order: the ``index.json`` that ``--model.save_anchors``
+            wrote, or a list of teacher checkpoints (the last one is the final teacher, which the
+            teacher gate checks; early anchors are weak by design). One anchor is ``offline``.
+    """
+
+    teacher_route: str | list[str] | None = None
+
+
 # The groups every scheme with a student takes, and every scheme with a teacher trained here.
 STUDENT_GROUPS = (StudentOptions, PretrainedOptions, OptimizationOptions, EvaluationOptions, CompareOptions)
 JOINT_GROUPS = (*STUDENT_GROUPS, TeacherTrainingOptions, DistillOptions, HintOptions)

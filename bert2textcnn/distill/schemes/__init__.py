@@ -9,6 +9,7 @@ from bert2textcnn.distill.schemes.joint_isolated import JointIsolatedScheme
 from bert2textcnn.distill.schemes.multi_teacher import MultiTeacherScheme
 from bert2textcnn.distill.schemes.multitask import MultitaskScheme
 from bert2textcnn.distill.schemes.offline import OfflineScheme
+from bert2textcnn.distill.schemes.rco import RcoScheme
 from bert2textcnn.distill.schemes.student import StudentScheme
 from bert2textcnn.distill.schemes.teacher import TeacherScheme
 
@@ -22,6 +23,7 @@ SCHEMES: dict[str, type[DistillationModule]] = {
         JointCoupledScheme,
         MultitaskScheme,
         MultiTeacherScheme,
+        RcoScheme,
     )
 }
 DEFAULT_SCHEME = "joint_isolated"
