@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import docstring_parser
@@ -67,7 +67,7 @@ def takes(*groups: type) -> Callable[[C], C]:
             raise TypeError(f"{cls.__name__}: two option groups declare the same field")
 
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-            values = [group(**{f.name: kwargs.pop(f.name) for f in _fields(group) if f.name in kwargs})
+            values = [group(**{f.name: kwargs.pop(f.name) for f in dataclasses.fields(group) if f.name in kwargs})
                       for group in groups]  # fmt: skip
             unknown = sorted(set(kwargs) - explicit)
             if unknown:
@@ -78,7 +78,7 @@ def takes(*groups: type) -> Callable[[C], C]:
 
         __init__.__wrapped__ = init  # type: ignore[attr-defined]
         __init__.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-            [*own, *(_parameter(group, field) for group in groups for field in _fields(group))]
+            [*own, *(_parameter(group, field) for group in groups for field in dataclasses.fields(group))]
         )
         __init__.__doc__ = _merged_doc(init, groups)
         cls.__init__ = __init__
@@ -88,19 +88,10 @@ def takes(*groups: type) -> Callable[[C], C]:
     return decorate
 
 
-def group_defaults(groups: tuple[type, ...]) -> dict[str, Any]:
-    """Every field's default, by name."""
-    return {field.name: _default(field) for group in groups for field in _fields(group)}
-
-
-def _fields(group: type) -> Iterator[dataclasses.Field]:
-    return iter(dataclasses.fields(group))
-
-
 def _default(field: dataclasses.Field) -> Any:
     if field.default_factory is not dataclasses.MISSING:
         return field.default_factory()
-    return field.default
+    return inspect.Parameter.empty if field.default is dataclasses.MISSING else field.default
 
 
 def _parameter(group: type, field: dataclasses.Field) -> inspect.Parameter:
