@@ -5,15 +5,15 @@ encode raw text for the student without the training data: scheme, label map, th
 vocabulary and maximum length, and the student's own description (``Classifier.describe``).
 Checkpoints are read with ``weights_only=True``, so loading one never runs code.
 
-This module alone knows the layout: the record's keys and the ``student.`` / ``teacher.``
-prefixes of each model's weights in the state dict.
+This module alone knows the layout: the record's keys and the ``student.`` / ``teacher.`` /
+``student_extras.`` prefixes of each part's weights in the state dict.
 """
 
 from __future__ import annotations
 
 import pickle
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,11 +57,24 @@ def weights_of(checkpoint: dict[str, Any], role: Literal["student", "teacher"]) 
     return {k.removeprefix(prefix): v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
 
 
-def drop_weights(checkpoint: dict[str, Any], role: Literal["student", "teacher"]) -> None:
-    """Take one model's weights out of the state dict, in place (a run that did not build it)."""
+def drop_weights(
+    checkpoint: dict[str, Any], role: Literal["student", "teacher", "student_extras"], keep: Collection[str] = ()
+) -> None:
+    """Take one part's weights out of the state dict, in place, but those named in ``keep``: a
+    teacher a run did not build, or a method's extra parameters a run without it has no place for."""
     state = checkpoint["state_dict"]
-    for key in [k for k in state if k.startswith(f"{role}.")]:
+    for key in [k for k in state if k.startswith(f"{role}.") and k not in keep]:
         del state[key]
+
+
+def write_record(
+    checkpoint: dict[str, Any], scheme: str, labels: Sequence[str], vocab: Any, max_length: int, student: Any
+) -> None:
+    """Everything needed to encode raw text for the student, so a checkpoint predicts alone."""
+    record = {"scheme": scheme, "labels": list(labels), "vocab": vocab.to_dict(), "max_length": max_length}
+    if student is not None:
+        record["student"] = student.describe()
+    checkpoint[RECORD_KEY] = record
 
 
 def student_description(checkpoint: dict[str, Any]) -> dict[str, Any]:

@@ -125,6 +125,15 @@ def test_offline_caches_hint_vectors_that_are_the_teachers_own(teacher_checkpoin
     state["state_dict"] = {k: v for k, v in state["state_dict"].items() if not k.startswith("student_extras.")}
     bare = tmp_path / "bare.ckpt"
     torch.save(state, bare)
+    # `test`/`predict --ckpt_path` without the hint options: the regressor's weights are set aside.
+    plain = SCHEMES["offline"](labels=data.labels, vocab=data.vocab, max_length=data.max_length,
+                               teacher=str(tiny_teacher), teacher_checkpoint=teacher_checkpoint)  # fmt: skip
+    loaded = torch.load(checkpoint, weights_only=False)
+    plain.on_load_checkpoint(loaded)
+    plain.load_state_dict(loaded["state_dict"])  # strict: nothing left over
+    resumed = torch.load(checkpoint, weights_only=False)
+    model.on_load_checkpoint(resumed)  # a run with hints keeps them
+    assert any(k.startswith("student_extras.") for k in resumed["state_dict"])
     export_student(checkpoint, tmp_path / "hinted", texts)
     export_student(bare, tmp_path / "bare", texts)
     assert (tmp_path / "hinted" / MODEL_FILE).read_bytes() == (tmp_path / "bare" / MODEL_FILE).read_bytes()

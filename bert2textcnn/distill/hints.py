@@ -22,8 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bert2textcnn.distill.options import HintOptions
+from bert2textcnn.distill.options import HintOptions, PretrainedOptions
 from bert2textcnn.errors import UserError
+from bert2textcnn.models.bert import pretrained_shape
+from bert2textcnn.option_groups import Options
 
 if TYPE_CHECKING:
     from bert2textcnn.distill.schemes.base import DistillationModule
@@ -53,6 +55,15 @@ class Hints:
         if not 1 <= self.layer <= teacher_layers:
             raise UserError(f"--model.hint_layer {self.layer}: the teacher has layers 1 to {teacher_layers}")
         self.regressor = nn.Linear(student_features, teacher_hidden)
+
+    @classmethod
+    def of(cls, options: Options, student: nn.Module | None) -> Hints | None:
+        """The hints a scheme's options ask for (``--model.hint_weight``), or None; the teacher's
+        shape is read from the pre-trained folder's config."""
+        if HintOptions not in options or not options[HintOptions].enabled:
+            return None
+        hidden, layers = pretrained_shape(options[PretrainedOptions].teacher)
+        return cls(options[HintOptions], student.feature_size, hidden, layers)
 
     def in_hint_stage(self, epoch: int) -> bool:
         return self.options.hint_stages == "two" and epoch < self.options.hint_epochs

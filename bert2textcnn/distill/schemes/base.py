@@ -16,9 +16,10 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
-from bert2textcnn.checkpoint import RECORD_KEY, drop_weights
+from bert2textcnn.checkpoint import drop_weights, write_record
 from bert2textcnn.compat.historical import HistoricalModel, load_historical
 from bert2textcnn.distill.evaluation import Evaluation, positive_index
+from bert2textcnn.distill.finite import finite_or_stop
 from bert2textcnn.distill.hints import REGRESSOR, Hints
 from bert2textcnn.distill.losses import StudentTargets
 from bert2textcnn.distill.optimization import adamw_with_schedule, training_batches
@@ -26,9 +27,7 @@ from bert2textcnn.distill.options import (
     CompareOptions,
     DistillOptions,
     EvaluationOptions,
-    HintOptions,
     OptimizationOptions,
-    PretrainedOptions,
     StudentOptions,
     TeacherTrainingOptions,
 )
@@ -36,7 +35,7 @@ from bert2textcnn.distill.teacher_gate import KDSchedule
 from bert2textcnn.distill.teachers import TeacherSource
 from bert2textcnn.errors import UserError
 from bert2textcnn.models import build_student
-from bert2textcnn.models.bert import BertClassifier, pretrained_shape
+from bert2textcnn.models.bert import BertClassifier
 from bert2textcnn.models.protocol import ModelOutput
 from bert2textcnn.option_groups import Options
 
@@ -86,17 +85,10 @@ class DistillationModule(L.LightningModule):
         distill = options[DistillOptions] if DistillOptions in options else DistillOptions()
         gate = distill.teacher_gate if self.teacher_learns_jointly else None  # a frozen teacher is checked once
         self.kd_schedule = KDSchedule(len(self.labels), distill.kd_warmup, gate)
-        self.hints = self.build_hints()
+        self.hints = Hints.of(options, self.student)  # FitNets hints, their regressor beside the student
+        if self.hints is not None:
+            self.student_extras[REGRESSOR] = self.hints.regressor
         self.run_batches: int | None = None  # set with the optimizers, for the KD ramp
-
-    def build_hints(self) -> Hints | None:
-        """FitNets hints (``--model.hint_weight``), with their regressor beside the student."""
-        if HintOptions not in self.options or not self.options[HintOptions].enabled:
-            return None
-        hidden, layers = pretrained_shape(self.options[PretrainedOptions].teacher)
-        hints = Hints(self.options[HintOptions], self.student.feature_size, hidden, layers)
-        self.student_extras[REGRESSOR] = hints.regressor
-        return hints
 
     def pick_teacher_source(self) -> TeacherSource | None:
         """Where this scheme's teacher logits come from (``distill.teachers``); none by default."""
@@ -130,8 +122,7 @@ class DistillationModule(L.LightningModule):
     @property
     def student_targets(self) -> StudentTargets:
         distill = self.options[DistillOptions]
-        hard = distill.unlabeled_target == "hard"
-        threshold = distill.pseudo_label_threshold if hard else None
+        threshold = distill.pseudo_label_threshold if distill.unlabeled_target == "hard" else None
         return StudentTargets(distill.alpha, distill.temperature, threshold, distill.trust_labels, self.kd_factor)
 
     def watch_teacher(self, teacher_logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -210,25 +201,12 @@ class DistillationModule(L.LightningModule):
         terms = self.loss_terms(batch)
         if self.hints is not None:
             terms = self.hints.add_to(terms, self, batch)
-        return self.checked(terms, batch_idx)
+        return finite_or_stop(terms, self, batch_idx)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         terms = self.training_terms(batch, batch_idx)
         self.log_terms(terms, batch_size=len(batch["text"]))
         return terms["loss"]
-
-    def checked(self, terms: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
-        """Stop before a non-finite loss reaches any optimizer, naming where it appeared."""
-        if bool(torch.stack([value.detach().float() for value in terms.values()]).isfinite().all()):
-            return terms
-        bad = ", ".join(f"{name} = {value.item()}" for name, value in terms.items() if not value.isfinite())
-        callback = self.trainer.checkpoint_callback
-        last = callback.last_model_path if callback is not None else ""
-        raise UserError(
-            f"non-finite loss at epoch {self.current_epoch}, batch {batch_idx} (global step {self.global_step}): "
-            f"{bad}. Training stopped before this update; the last checkpoint ({last or 'none saved yet'}) "
-            "is intact. Lower the learning rates, check the data, or resume from that checkpoint."
-        )
 
     def log_terms(self, terms: dict[str, torch.Tensor], batch_size: int) -> None:
         self.log_dict(
@@ -309,15 +287,7 @@ class DistillationModule(L.LightningModule):
 
     # ---- checkpoints ------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Everything needed to encode raw text for the student, so a checkpoint predicts alone."""
-        checkpoint[RECORD_KEY] = {
-            "scheme": self.name,
-            "labels": self.labels,
-            "vocab": self.vocab.to_dict(),
-            "max_length": self.max_length,
-        }
-        if self.student is not None:
-            checkpoint[RECORD_KEY]["student"] = self.student.describe()
+        write_record(checkpoint, self.name, self.labels, self.vocab, self.max_length, self.student)
         checkpoint["kd_schedule"] = self.kd_schedule.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -325,6 +295,7 @@ class DistillationModule(L.LightningModule):
             self.kd_schedule.load_state_dict(checkpoint["kd_schedule"])
         if self.teacher is None:  # predicting with the student only: the teacher was not built
             drop_weights(checkpoint, "teacher")
+        drop_weights(checkpoint, "student_extras", keep=self.state_dict().keys())  # e.g. predict without hints
 
 
 def run_once(batch: dict[str, Any], role: str, forward: Callable[[], ModelOutput]) -> ModelOutput:
