@@ -260,5 +260,10 @@ def test_a_variant_runs_only_for_the_schemes_that_take_its_options():
     assert {"offline", "offline (hint_weight=0.01)", "rco"} <= names and "rco (hint_weight=0.01)" not in names
     assert next(run for run in runs if run.scheme == "teacher").hparams["save_anchors"] == 3  # rco's route
     assert "save_anchors" not in next(run for run in plan(["offline"], 1, 1) if run.scheme == "teacher").hparams
+    low = plan(["offline", "rco"], 1, 1, label_fraction=0.05, model=[{}, {"hint_weight": 0.01}])
+    assert {"rco · 5% + pool", "rco · 5% + pool (hard)", "offline · 5% + pool (hint_weight=0.01)"} <= {
+        run.name for run in low
+    }
+    assert all(run.hparams.get("save_anchors") == 3 for run in low if run.scheme == "teacher")
     with pytest.raises(UserError, match=r"takes \['hint_wieght'\]"):
         plan(["offline"], 1, 1, model={"hint_wieght": 0.1})

@@ -31,7 +31,7 @@ def test_a_scheme_overrides_a_default_by_subclassing_the_group():
 def test_a_group_checks_its_values_once_for_every_scheme_that_takes_it():
     with pytest.raises(UserError, match="sum to less than 1"):
         HistoricalOptions(historical=["a.csv", "b.csv"], historical_weights=[0.5, 0.5])
-    with pytest.raises(UserError, match="one --model.historical_weights per --model.historical entry"):
+    with pytest.raises(UserError, match=r"one --model\.historical_weights per --model\.historical entry"):
         HistoricalOptions(historical=["a.csv"], historical_weights=[0.1, 0.2])
     with pytest.raises(UserError, match="alpha must lie in"):
         DistillOptions(alpha=1.5)

@@ -132,9 +132,9 @@ def plan(
     if unknown := sorted({option for overrides, _ in variants for option in overrides} - taken):
         raise UserError(f"--model: no scheme of {list(schemes)} takes {unknown}")
     teacher_data = {"length_grouping": teacher_length_grouping}
-    teacher_options = dict(teacher_model or {})
-    if any("teacher_route" in defaults(SCHEMES[scheme]) for scheme in schemes):  # rco follows its anchors
-        teacher_options["save_anchors"] = rco_anchors
+    routed = [scheme for scheme in schemes if "teacher_route" in defaults(SCHEMES[scheme])]
+    anchors = {"save_anchors": rco_anchors} if routed else {}  # the teachers keep the route rco follows
+    teacher_options = dict(teacher_model or {}) | anchors
     teacher = Run("teacher", "teacher", 0, teacher_data, teacher_options, epochs=teacher_epochs or epochs)
     runs = [teacher]
     for seed in range(seeds):
@@ -158,15 +158,18 @@ def plan(
                 "teacher",
                 seed,
                 low | teacher_data,
-                {"teacher_lr": low_label_teacher_lr},
+                {"teacher_lr": low_label_teacher_lr} | anchors,
                 epochs=low_label_epochs,
             )
             low_plain = Run(f"student · {share}", "student", seed, low, epochs=low_label_epochs)
             runs += [low_teacher, low_plain]
-            for (overrides, variant), target in itertools.product(variants, ("soft", "hard")):
-                name = f"offline · {share} + pool" + (" (hard)" if target == "hard" else "") + variant
-                hparams = {"unlabeled_target": target} | overrides
-                runs.append(Run(name, "offline", seed, low, hparams, low_teacher.key, low_plain.key, low_label_epochs))
+            for scheme, (overrides, variant), target in itertools.product(
+                ("offline", *routed), variants, ("soft", "hard")
+            ):
+                if overrides.keys() <= defaults(SCHEMES[scheme]).keys():
+                    name = f"{scheme} · {share} + pool" + (" (hard)" if target == "hard" else "") + variant
+                    hparams = {"unlabeled_target": target} | overrides
+                    runs.append(Run(name, scheme, seed, low, hparams, low_teacher.key, low_plain.key, low_label_epochs))
     return sorted(runs, key=lambda run: trains_bert_beside_student(run.scheme))
 
 
