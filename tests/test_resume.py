@@ -35,7 +35,17 @@ def final_state(run_dir: Path) -> dict[str, torch.Tensor]:
     return {**checkpoint["state_dict"], **{f"optimizer{i}": s for i, s in enumerate(checkpoint["optimizer_states"])}}
 
 
-SCHEMES = ["student", "teacher", "offline", "joint_isolated", "joint_coupled", "multitask", "multi_teacher", "rco"]
+SCHEMES = [
+    "student",
+    "teacher",
+    "offline",
+    "joint_isolated",
+    "joint_coupled",
+    "multitask",
+    "multi_teacher",
+    "rco",
+    "theseus",
+]
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
@@ -47,7 +57,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
         "--data.batch_size", "16", "--model.teacher", str(tiny_teacher), "--trainer.max_epochs", "3",
         "--trainer.limit_val_batches", "2", "--test_after_fit", "false",
     ]  # fmt: skip
-    if scheme == "offline":
+    if scheme in ("offline", "theseus"):  # theseus: killed in its second stage
         args += ["--model.teacher_checkpoint", teacher_checkpoint]
     if scheme == "rco":  # killed on the second of three anchors
         route = [str(teacher_anchors.parent / "anchor_1.ckpt"), str(teacher_anchors.parent / "anchor_2.ckpt")]

@@ -16,7 +16,7 @@ from bert2textcnn.distill.schemes import SCHEMES
 from bert2textcnn.errors import UserError
 from bert2textcnn.models import STUDENT_KINDS
 
-DISTILLED = [name for name, scheme in SCHEMES.items() if scheme.distils]  # every scheme with a teacher
+DISTILLED = [name for name in SCHEMES if name not in ("student", "teacher")]  # every scheme with a teacher
 
 
 @dataclass(frozen=True)

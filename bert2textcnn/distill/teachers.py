@@ -161,7 +161,8 @@ def required(checkpoint: str | None) -> str:
 
 def check_before_training(module: DistillationModule, logits: torch.Tensor, labels: torch.Tensor, source: str) -> None:
     """Stop before training when a frozen teacher is no better than a constant guess on validation."""
-    margin = module.options[DistillOptions].teacher_gate
+    options = module.options  # a scheme that does not distil (theseus) checks at the default margin
+    margin = options[DistillOptions].teacher_gate if DistillOptions in options else DistillOptions.teacher_gate
     if margin is None:
         log.info("Teacher gate off: %s is distilled unchecked", source)
         return

@@ -12,6 +12,7 @@ from bert2textcnn.distill.schemes.offline import OfflineScheme
 from bert2textcnn.distill.schemes.rco import RcoScheme
 from bert2textcnn.distill.schemes.student import StudentScheme
 from bert2textcnn.distill.schemes.teacher import TeacherScheme
+from bert2textcnn.distill.schemes.theseus import TheseusScheme
 
 SCHEMES: dict[str, type[DistillationModule]] = {
     cls.name: cls
@@ -24,6 +25,7 @@ SCHEMES: dict[str, type[DistillationModule]] = {
         MultitaskScheme,
         MultiTeacherScheme,
         RcoScheme,
+        TheseusScheme,
     )
 }
 DEFAULT_SCHEME = "joint_isolated"
