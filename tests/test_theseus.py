@@ -9,9 +9,14 @@ import torch
 from test_gradient_flow import grads
 
 from bert2textcnn.data.datamodule import TextDataModule
-from bert2textcnn.distill.options import SuccessorOptions, TheseusOptions
 from bert2textcnn.distill.schemes import SCHEMES
-from bert2textcnn.distill.theseus import module_size, replace_probability, successor_shares
+from bert2textcnn.distill.theseus import (
+    SuccessorOptions,
+    TheseusOptions,
+    module_size,
+    replace_probability,
+    successor_shares,
+)
 from bert2textcnn.errors import UserError
 from bert2textcnn.inference.predictor import StudentPredictor
 

@@ -16,19 +16,54 @@ hint alone for the first ``hint_epochs`` epochs, then the scheme's own loss.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bert2textcnn.distill.options import HintOptions, PretrainedOptions
+from bert2textcnn.distill.options import PretrainedOptions
 from bert2textcnn.errors import UserError
 from bert2textcnn.models.bert import pretrained_shape
 from bert2textcnn.option_groups import Options
 
 if TYPE_CHECKING:
     from bert2textcnn.distill.schemes.base import DistillationModule
+
+
+@dataclass(frozen=True)
+class HintOptions:
+    """FitNets hints: the student also learns a teacher layer's sentence representation.
+
+    Args:
+        hint_weight: Weight γ of the hint term in the student's loss ``L_s + γ·hint``; 0 turns
+            hints off. The target is the mask-aware mean of the teacher layer's hidden states,
+            detached (a hint never moves the teacher, in the joint schemes either); the student
+            reaches it through a linear regressor on its pooled features, trained with it and left
+            out of predict and export.
+        hint_layer: The teacher layer (1 = the first encoder layer). Default: the middle one.
+        hint_loss: ``mse``, the squared L2 distance summed over the hidden size, or ``cosine``,
+            1 − cosine similarity.
+        hint_stages: ``one``: ``L_s + γ·hint`` throughout. ``two`` (FitNets): the hint alone for
+            ``hint_epochs`` epochs, then the scheme's own loss, hint included when γ > 0.
+        hint_epochs: Epochs of the hint-only stage with ``hint_stages: two``.
+    """
+
+    hint_weight: float = 0.0
+    hint_layer: int | None = None
+    hint_loss: Literal["mse", "cosine"] = "mse"
+    hint_stages: Literal["one", "two"] = "one"
+    hint_epochs: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.hint_weight > 0 or self.hint_stages == "two"
+
+    def __post_init__(self) -> None:
+        if self.hint_weight < 0 or self.hint_epochs < 0:
+            raise UserError("--model.hint_weight and --model.hint_epochs must not be negative")
+
 
 REGRESSOR = "hint_regressor"  # its key in ``student_extras``
 

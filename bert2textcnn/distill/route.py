@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,34 @@ from bert2textcnn.files import atomic_write_text
 
 if TYPE_CHECKING:
     from bert2textcnn.distill.schemes.base import DistillationModule
+
+
+@dataclass(frozen=True)
+class AnchorOptions:
+    """Checkpoints along a teacher's fine-tuning, for RCO (``--scheme rco``).
+
+    Args:
+        save_anchors: Keep this many checkpoints evenly spaced over the run's optimizer steps, the
+            last at its final step, with an ``index.json`` listing them in order; 0 keeps none.
+        anchor_dir: Where they go. Default: ``anchors/`` in the run's log folder.
+    """
+
+    save_anchors: int = 0
+    anchor_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class RouteOptions:
+    """The teacher's route, for RCO.
+
+    Args:
+        teacher_route: The anchors, in order: the ``index.json`` that ``--model.save_anchors``
+            wrote, or a list of teacher checkpoints (the last one is the final teacher, which the
+            teacher gate checks; early anchors are weak by design). One anchor is ``offline``.
+    """
+
+    teacher_route: str | list[str] | None = None
+
 
 log = logging.getLogger(__name__)
 INDEX = "index.json"

@@ -18,13 +18,68 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from bert2textcnn.distill.options import TheseusOptions
+from bert2textcnn.distill.options import StudentOptions
 from bert2textcnn.errors import UserError
+
+
+@dataclass(frozen=True)
+class SuccessorOptions(StudentOptions):
+    """BERT-of-Theseus's successor: a small BERT whose layers start from the fine-tuned teacher's.
+
+    Args:
+        student: Always ``bert`` here (the TextCNN sizes are unused).
+        student_layers: Successor layers m; each stands in for a module of n/m consecutive teacher
+            layers, so m must divide the teacher's n (m3e-small: 4, so 1, 2 or 4).
+        student_init: Which of the fine-tuned teacher's layers the successor's start as: ``first``
+            (BERT-of-Theseus), ``every_kth`` or ``random``. Its embeddings, pooler and classifier
+            are the teacher's.
+    """
+
+    student: str = "bert"
+
+    def __post_init__(self) -> None:
+        if self.student != "bert":
+            raise UserError(
+                f"theseus compresses a BERT into a smaller BERT: --model.student must be bert, not {self.student}"
+            )
+
+
+@dataclass(frozen=True)
+class TheseusOptions:
+    """Module replacement (BERT-of-Theseus, ``001``) and its proportional variant (``003``).
+
+    Args:
+        replacement: ``bernoulli``: each step, each module's output is its successor layer's with
+            probability p, else the teacher's; ``proportional``: every module's output is
+            k·teacher + (1 − k)·successor.
+        replace_rate: p, the replacement probability (``bernoulli``); with ``replace_slope``, its
+            value at the first batch.
+        replace_slope: Per-batch growth of p, the linear curriculum p = min(1, slope·t + rate); 0
+            keeps p constant.
+        proportion: k, the teacher's share of each module's output (``proportional``).
+        anneal_proportion: Lower k linearly to 0 over the replacement stage.
+        replace_epochs: Epochs of the replacement stage (only the successor layers train); the
+            rest fine-tune the successor alone, embeddings and classifier included.
+    """
+
+    replacement: Literal["bernoulli", "proportional"] = "bernoulli"
+    replace_rate: float = 0.5
+    replace_slope: float = 0.0
+    proportion: float = 0.5
+    anneal_proportion: bool = False
+    replace_epochs: int = 1
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.replace_rate <= 1 and 0 <= self.proportion <= 1):
+            raise UserError("--model.replace_rate and --model.proportion must lie in [0, 1]")
+        if self.replace_epochs < 0 or self.replace_slope < 0:
+            raise UserError("--model.replace_epochs and --model.replace_slope must not be negative")
 
 
 def successor_shares(options: TheseusOptions, batches_done: int, stage_batches: int, modules: int) -> torch.Tensor:

@@ -5,13 +5,14 @@ teach. The student's own update is unchanged. The source reports this as the bes
 
 import torch
 
+from bert2textcnn.distill.hints import HintOptions
 from bert2textcnn.distill.losses import kd_loss
 from bert2textcnn.distill.options import JOINT_GROUPS, CouplingOptions, DistillOptions
 from bert2textcnn.distill.schemes.joint_isolated import JointIsolatedScheme
 from bert2textcnn.option_groups import takes
 
 
-@takes(*JOINT_GROUPS, CouplingOptions)
+@takes(*JOINT_GROUPS, HintOptions, CouplingOptions)
 class JointCoupledScheme(JointIsolatedScheme):
     """As joint_isolated, but the teacher also minimises β·KD(s.detach(), t): it learns to teach."""
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from bert2textcnn.distill.hints import HintOptions
 from bert2textcnn.distill.losses import labelled_ce, student_loss
 from bert2textcnn.distill.options import JOINT_GROUPS
 from bert2textcnn.distill.schemes.base import DistillationModule
@@ -18,7 +19,7 @@ from bert2textcnn.distill.teachers import JointTeacher, TeacherSource
 from bert2textcnn.option_groups import takes
 
 
-@takes(*JOINT_GROUPS)
+@takes(*JOINT_GROUPS, HintOptions)
 class JointIsolatedScheme(DistillationModule):
     """Teacher (CE only) and student (α·KD + (1−α)·CE on detached teacher logits), trained together."""
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from bert2textcnn.compat.historical import HistoricalModel, ScoresFile, load_historical
+from bert2textcnn.distill.hints import HintOptions
 from bert2textcnn.distill.losses import kd_to_distribution, mixed_soft_target, pseudo_labels, student_objective
 from bert2textcnn.distill.options import JOINT_GROUPS, DistillOptions, HistoricalOptions, TeacherCheckpointOptions
 from bert2textcnn.distill.schemes.joint_isolated import JointIsolatedScheme
@@ -31,7 +32,7 @@ from bert2textcnn.option_groups import takes
 log = logging.getLogger(__name__)
 
 
-@takes(*JOINT_GROUPS, TeacherCheckpointOptions, HistoricalOptions)
+@takes(*JOINT_GROUPS, HintOptions, TeacherCheckpointOptions, HistoricalOptions)
 class MultiTeacherScheme(JointIsolatedScheme):
     """Student learns from a weighted mix of BERT and frozen historical models (keeps old hits)."""
 

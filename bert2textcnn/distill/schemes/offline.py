@@ -11,12 +11,12 @@ from typing import Any
 
 import torch
 
+from bert2textcnn.distill.hints import HintOptions
 from bert2textcnn.distill.losses import student_loss
 from bert2textcnn.distill.options import (
     STUDENT_GROUPS,
     CacheOptions,
     FrozenTeacherDistillOptions,
-    HintOptions,
     TeacherCheckpointOptions,
 )
 from bert2textcnn.distill.schemes.base import DistillationModule

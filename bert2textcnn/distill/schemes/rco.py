@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from bert2textcnn.distill.options import STUDENT_GROUPS, CacheOptions, FrozenTeacherDistillOptions, RouteOptions
-from bert2textcnn.distill.route import RouteTeacher
+from bert2textcnn.distill.options import STUDENT_GROUPS, CacheOptions, FrozenTeacherDistillOptions
+from bert2textcnn.distill.route import RouteOptions, RouteTeacher
 from bert2textcnn.distill.schemes.offline import OfflineScheme
 from bert2textcnn.distill.teachers import TeacherSource
 from bert2textcnn.option_groups import takes

@@ -7,13 +7,12 @@ import torch
 
 from bert2textcnn.distill.losses import labelled_ce
 from bert2textcnn.distill.options import (
-    AnchorOptions,
     EvaluationOptions,
     OptimizationOptions,
     PretrainedOptions,
     TeacherTrainingOptions,
 )
-from bert2textcnn.distill.route import AnchorCheckpoints
+from bert2textcnn.distill.route import AnchorCheckpoints, AnchorOptions
 from bert2textcnn.distill.schemes.base import DistillationModule
 from bert2textcnn.distill.teachers import JointTeacher, TeacherSource
 from bert2textcnn.option_groups import takes

@@ -20,13 +20,18 @@ from bert2textcnn.distill.options import (
     EvaluationOptions,
     OptimizationOptions,
     PretrainedOptions,
-    SuccessorOptions,
     TeacherCheckpointOptions,
-    TheseusOptions,
 )
 from bert2textcnn.distill.schemes.base import DistillationModule
 from bert2textcnn.distill.teachers import FrozenTeacher, TeacherSource
-from bert2textcnn.distill.theseus import module_size, replace_probability, replaced_modules, successor_shares
+from bert2textcnn.distill.theseus import (
+    SuccessorOptions,
+    TheseusOptions,
+    module_size,
+    replace_probability,
+    replaced_modules,
+    successor_shares,
+)
 from bert2textcnn.option_groups import takes
 
 
