@@ -42,6 +42,7 @@ class TheseusScheme(DistillationModule):
 
     name = "theseus"
     distils = False  # the labels teach; unlabelled rows have nothing to give
+    step_shares: torch.Tensor | None = None  # this step's successor shares, per module
 
     def pick_teacher_source(self) -> TeacherSource:
         return FrozenTeacher(self.options[TeacherCheckpointOptions].teacher_checkpoint)
@@ -56,8 +57,6 @@ class TheseusScheme(DistillationModule):
             module_size(len(layers_of(self.teacher)), successor.student_layers)
             cut = copy.deepcopy(self.teacher).keep_layers(successor.student_layers, successor.student_init)
             self.student.load_state_dict(cut.state_dict())
-
-    step_shares: torch.Tensor | None = None  # this step's successor shares, per module
 
     @property
     def replacing(self) -> bool:
