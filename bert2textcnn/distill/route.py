@@ -19,7 +19,7 @@ import lightning as L
 import torch
 
 from bert2textcnn.distill.logits_cache import teacher_logits_cache
-from bert2textcnn.distill.teachers import CachedTeacher, check_before_training
+from bert2textcnn.distill.teachers import CachedTeacher, check_before_training, first_builds
 from bert2textcnn.errors import UserError
 from bert2textcnn.files import atomic_write_text
 
@@ -127,15 +127,11 @@ class RouteTeacher(CachedTeacher):
         def caches() -> list[torch.Tensor]:
             return [teacher_logits_cache(texts, a, module.labels, module.max_length, self.cache_dir) for a in anchors]
 
-        # The first process builds the caches, the others wait, then read them (DDP).
-        if trainer.is_global_zero:
+        if trainer.is_global_zero:  # the gate checks the final anchor: early ones are weak by design
             val_texts, val_labels = data.texts_and_labels("val")
             final = teacher_logits_cache(val_texts, anchors[-1], module.labels, module.max_length, self.cache_dir)
-            check_before_training(module, final, val_labels, anchors[-1])  # early anchors are weak by design
-            self.anchor_logits = caches()
-        trainer.strategy.barrier("route logits caches")
-        if not trainer.is_global_zero:
-            self.anchor_logits = caches()
+            check_before_training(module, final, val_labels, anchors[-1])
+        self.anchor_logits = first_builds(trainer, caches, "route logits")
         self.cached_rows = {text: row for row, text in enumerate(texts)}
         log.info("RCO route of %d anchors: %s", len(anchors), ", ".join(anchors))
 

@@ -13,9 +13,11 @@ training, and read for a batch.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+import lightning as L
 import torch
 
 from bert2textcnn.checkpoint import load_trained_teacher
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from bert2textcnn.distill.schemes.base import DistillationModule
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class TeacherSource:
@@ -108,26 +111,18 @@ class CachedTeacher(TeacherSource):
         texts = data.train_texts()
         checkpoint = required(self.checkpoint)
         where = (checkpoint, module.labels, module.max_length, self.cache_dir)
-        # Several processes (DDP): the first builds the cache, the others wait, then read it.
-        if trainer.is_global_zero:
+        if trainer.is_global_zero:  # the gate, before the long pass over the training texts
             check_before_training(module, teacher_logits_cache(val_texts, *where), val_labels, checkpoint)
-            self.cached_logits = teacher_logits_cache(texts, *where)
-        trainer.strategy.barrier("teacher logits cache")
-        if not trainer.is_global_zero:
-            self.cached_logits = teacher_logits_cache(texts, *where)
+        self.cached_logits = first_builds(trainer, lambda: teacher_logits_cache(texts, *where), "teacher logits")
         if module.hints is not None:
             self.cached_hints = self.hints_cache(module, texts, where)
         self.cached_rows = {text: row for row, text in enumerate(texts)}
 
     @staticmethod
     def hints_cache(module: DistillationModule, texts: list[str], where: tuple) -> torch.Tensor:
-        """The hint vectors of the training texts, cached beside the logits (built by the first process)."""
-        trainer, layer = module.trainer, module.hints.layer
-        if trainer.is_global_zero:
-            hints = teacher_hints_cache(texts, *where, layer)
-        trainer.strategy.barrier("teacher hints cache")
-        if not trainer.is_global_zero:
-            hints = teacher_hints_cache(texts, *where, layer)
+        """The hint vectors of the training texts, cached beside the logits."""
+        layer = module.hints.layer
+        hints = first_builds(module.trainer, lambda: teacher_hints_cache(texts, *where, layer), "teacher hints")
         if hints.shape[1] != module.hints.regressor.out_features:
             raise UserError(
                 f"the teacher checkpoint's hidden size is {hints.shape[1]}, the --model.teacher folder's "
@@ -149,6 +144,14 @@ class CachedTeacher(TeacherSource):
         if missing:
             raise UserError(f"{len(missing)} training texts have no cached teacher logits, e.g. {missing[0][:40]!r}")
         return torch.tensor([self.cached_rows[text] for text in batch["text"]])
+
+
+def first_builds(trainer: L.Trainer, build: Callable[[], T], what: str) -> T:
+    """``build()`` on the first process; the others (DDP) wait for it, then run ``build()`` too,
+    which reads what the first one cached instead of computing it again."""
+    built = build() if trainer.is_global_zero else None
+    trainer.strategy.barrier(what)
+    return built if trainer.is_global_zero else build()
 
 
 def required(checkpoint: str | None) -> str:
