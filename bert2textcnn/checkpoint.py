@@ -99,12 +99,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_write(path, lambda tmp: write(checkpoint, tmp, storage_options))
 
 
+def check_labels(path: str, checkpoint: dict[str, Any], labels: Sequence[str]) -> None:
+    trained_labels = checkpoint[RECORD_KEY]["labels"]
+    if list(trained_labels) != list(labels):
+        raise UserError(f"{path}: its model was trained on labels {trained_labels}, the data has {list(labels)}")
+
+
 def load_trained_teacher(path: str, labels: Sequence[str], max_length: int) -> BertClassifier:
     """Rebuild the teacher a project checkpoint was trained with, weights included."""
     checkpoint = read_checkpoint(path)
-    trained_labels = checkpoint[RECORD_KEY]["labels"]
-    if list(trained_labels) != list(labels):
-        raise UserError(f"{path}: teacher was trained on labels {trained_labels}, the data has {list(labels)}")
+    check_labels(path, checkpoint, labels)
     hparams = checkpoint.get("hyper_parameters", {})
     state = weights_of(checkpoint, "teacher")
     if not state:
@@ -114,3 +118,18 @@ def load_trained_teacher(path: str, labels: Sequence[str], max_length: int) -> B
     )
     teacher.load_state_dict(state)
     return teacher.eval()
+
+
+def load_fine_tuned_bert(path: str, labels: Sequence[str], max_length: int) -> BertClassifier:
+    """The fine-tuned BERT a project checkpoint holds: its teacher, or else its small-BERT student."""
+    checkpoint = read_checkpoint(path)
+    if weights_of(checkpoint, "teacher"):
+        return load_trained_teacher(path, labels, max_length)
+    check_labels(path, checkpoint, labels)
+    description = student_description(checkpoint)
+    if description["kind"] != BertClassifier.kind:
+        kind = description["kind"]
+        raise UserError(f"{path}: holds neither a fine-tuned teacher nor a BERT student (its student: {kind})")
+    bert = BertClassifier.from_description(description, len(labels))
+    bert.load_state_dict(weights_of(checkpoint, "student"))
+    return bert.eval()

@@ -9,10 +9,11 @@ import torch
 from test_gradient_flow import build, first_batch, grads
 
 from bert2textcnn.data.datamodule import TextDataModule
-from bert2textcnn.distill.hints import REGRESSOR, hint_loss, masked_mean
+from bert2textcnn.distill.hints import REGRESSOR, hint_loss
 from bert2textcnn.distill.schemes import SCHEMES
 from bert2textcnn.errors import UserError
 from bert2textcnn.inference.export import MODEL_FILE, export_student
+from bert2textcnn.models.bert import masked_mean
 
 HIDDEN = torch.tensor(
     [

@@ -18,7 +18,7 @@ from bert2textcnn.errors import UserError
 from bert2textcnn.inference.export import export_student
 from bert2textcnn.inference.predictor import StudentPredictor
 from bert2textcnn.inference.serving import OnnxClassifier
-from bert2textcnn.models import STUDENT_KINDS, build_student, classifier_from_description
+from bert2textcnn.models import SCHEME_KINDS, STUDENT_KINDS, build_student, classifier_from_description
 from bert2textcnn.models.bert import BertClassifier
 
 LEGACY = Path(__file__).parent / "data" / "legacy_textcnn_student"
@@ -42,10 +42,10 @@ def test_a_checkpoint_from_before_model_kinds_predicts_as_it_did():
     assert known.all() and torch.allclose(logits.softmax(-1).flip(-1), probabilities, atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", sorted(STUDENT_KINDS))
+@pytest.mark.parametrize("kind", sorted(STUDENT_KINDS | SCHEME_KINDS))
 def test_every_kind_is_rebuilt_from_its_description_alone(kind, tiny_teacher, small_data):
     data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]))
-    textcnn = {"embedding_dim": 8, "kernel_sizes": [2, 3], "num_filters": 4, "dropout": 0.5}
+    textcnn = {"embedding_dim": 8, "kernel_sizes": [2, 3], "num_filters": 4, "dropout": 0.5, "branch_hidden": 8}
     options = textcnn | bert_options(tiny_teacher)
     model = build_student(kind, data.vocab, 2, data.max_length, options).eval()
     description = json.loads(json.dumps(model.describe()))  # plain types only
@@ -126,3 +126,5 @@ def test_an_unknown_kind_is_one_clear_error(small_data):
     data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]))
     with pytest.raises(UserError, match=r"unknown model kind 'cnn'; choose from \['bert', 'textcnn'\]"):
         build_student("cnn", data.vocab, 2, data.max_length, {})
+    with pytest.raises(UserError, match=r"--model.student: unknown model kind 'fastbert'"):  # its own scheme's
+        SCHEMES["offline"](labels=data.labels, vocab=data.vocab, student="fastbert")

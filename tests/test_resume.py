@@ -45,6 +45,7 @@ SCHEMES = [
     "multi_teacher",
     "rco",
     "theseus",
+    "fastbert",  # killed in stage 1, resumed across the switch to stage 2
 ]
 
 

@@ -14,7 +14,7 @@ from bert2textcnn.data.options import DataFiles
 from bert2textcnn.distill.options import StudentOptions, TeacherTrainingOptions
 from bert2textcnn.distill.schemes import SCHEMES
 from bert2textcnn.errors import UserError
-from bert2textcnn.models import STUDENT_KINDS
+from bert2textcnn.models import kind_of
 
 DISTILLED = [name for name in SCHEMES if name not in ("student", "teacher")]  # every scheme with a teacher
 
@@ -69,7 +69,7 @@ def settings(run: Run) -> dict[str, Any]:
     scheme = SCHEMES[run.scheme]
     model = defaults(scheme) | run.hparams
     if "student" in model and model["student_lr"] is None:  # the kind's own rate: what the run trains with
-        model["student_lr"] = STUDENT_KINDS[model["student"]].default_lr
+        model["student_lr"] = kind_of(model["student"]).default_lr
     resolved = {"model": model, "data": defaults(TextDataModule) | run.data}
     return json.loads(json.dumps(resolved, default=str))  # as a record read back from disk
 

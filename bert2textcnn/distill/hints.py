@@ -68,12 +68,6 @@ class HintOptions:
 REGRESSOR = "hint_regressor"  # its key in ``student_extras``
 
 
-def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Mean over each row's real tokens (mask 1), padding left out: (batch, tokens, h) → (batch, h)."""
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-
-
 def hint_loss(predicted: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
     """Batch mean of the squared L2 distance (``mse``) or of 1 − cosine similarity (``cosine``)."""
     if kind == "cosine":

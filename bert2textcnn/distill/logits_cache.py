@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from bert2textcnn.checkpoint import load_trained_teacher
-from bert2textcnn.distill.hints import masked_mean
 from bert2textcnn.errors import UserError
 from bert2textcnn.files import atomic_write
+from bert2textcnn.models.bert import masked_mean
 from bert2textcnn.models.protocol import ModelOutput, outputs_in_order
 
 log = logging.getLogger(__name__)

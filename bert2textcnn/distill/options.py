@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from bert2textcnn.errors import UserError
+from bert2textcnn.models import STUDENT_KINDS
 from bert2textcnn.models.bert import StudentInit
 
 
@@ -42,6 +43,12 @@ class StudentOptions:
     num_filters: int = 128
     dropout: float = 0.5
     student_lr: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.student not in STUDENT_KINDS:
+            raise UserError(
+                f"--model.student: unknown model kind {self.student!r}; choose from {sorted(STUDENT_KINDS)}"
+            )
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,11 @@ import lightning as L
 import torch
 
 from bert2textcnn.checkpoint import load_trained_teacher
-from bert2textcnn.distill.hints import masked_mean
 from bert2textcnn.distill.logits_cache import teacher_hints_cache, teacher_logits_cache
 from bert2textcnn.distill.options import DistillOptions, PretrainedOptions
 from bert2textcnn.distill.teacher_gate import check_teacher
 from bert2textcnn.errors import UserError
-from bert2textcnn.models.bert import BertClassifier
+from bert2textcnn.models.bert import BertClassifier, masked_mean
 from bert2textcnn.models.protocol import ModelOutput, logits_in_order
 
 if TYPE_CHECKING:

@@ -26,6 +26,7 @@ from torch import nn
 
 from bert2textcnn.distill.options import StudentOptions
 from bert2textcnn.errors import UserError
+from bert2textcnn.models.bert import layer_hidden
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,8 @@ def replaced_modules(
         ) -> Any:  # fmt: skip
             if share == 0:
                 return output
-            replaced = hidden(successor(*seen["args"], **seen["kwargs"]))
-            mixed = replaced if share == 1 else share * replaced + (1 - share) * hidden(output)
+            replaced = layer_hidden(successor(*seen["args"], **seen["kwargs"]))
+            mixed = replaced if share == 1 else share * replaced + (1 - share) * layer_hidden(output)
             return (mixed, *output[1:]) if isinstance(output, tuple) else mixed
 
         handles.append(first.register_forward_pre_hook(keep_input, with_kwargs=True))
@@ -142,8 +143,3 @@ def module_size(predecessor_layers: int, successor_layers: int) -> int:
             f"layer replaces a module of n/m of them), got {successor_layers}"
         )
     return predecessor_layers // successor_layers
-
-
-def hidden(output: Any) -> torch.Tensor:
-    """A layer's hidden states: transformers 5 returns them bare, 4 as the first of a tuple."""
-    return output[0] if isinstance(output, tuple) else output

@@ -27,6 +27,11 @@ from bert2textcnn.models import Classifier
 
 log = logging.getLogger(__name__)
 PARITY_TOLERANCE = 1e-5
+NOT_EXPORTED = {
+    "fastbert": "FastBERT is not exported to ONNX: its early exit is a loop whose batch shrinks layer by layer, "
+    "which one static graph cannot hold. Serve it with StudentPredictor or `predict --model.speed S` "
+    "(README, FastBERT); a teacher or small-BERT checkpoint exports as usual.",
+}
 
 
 class _Probabilities(nn.Module):
@@ -46,6 +51,8 @@ def export_student(ckpt_path: str | Path, output: str | Path, check_texts: Seque
         raise UserError("export needs at least one text for the parity check")
     predictor = StudentPredictor.from_checkpoint(ckpt_path)
     student, output = predictor.student.eval(), Path(output)
+    if not getattr(student, "exportable", True):
+        raise UserError(NOT_EXPORTED.get(student.kind, f"a {student.kind} student is not exported to ONNX"))
     output.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output, prefix=".export-") as tmp:
         staging = Path(tmp)

@@ -29,8 +29,10 @@ class PredictionWriter(Callback):
     def on_predict_batch_end(
         self, trainer, pl_module, outputs: dict[str, Any], batch, batch_idx, dataloader_idx=0
     ) -> None:
-        for text, (label, probs) in zip(outputs["text"], labelled(outputs["probs"], pl_module.labels), strict=True):
-            self.rows.append([text, label, *(f"{p:.6f}" for p in probs)])
+        rows = zip(outputs["text"], labelled(outputs["probs"], pl_module.labels), strict=True)
+        exits = outputs.get("exit_layer")  # a model that exits early says where each text left
+        for i, (text, (label, probs)) in enumerate(rows):
+            self.rows.append([text, label, *(f"{p:.6f}" for p in probs), *([exits[i]] if exits else [])])
 
     def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
@@ -39,7 +41,8 @@ class PredictionWriter(Callback):
         path = Path(self.output_path) if self.output_path else source.with_name(f"{source.stem}.predictions.csv")
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["text", "predicted", *(f"prob_{label}" for label in pl_module.labels)])
+        header = ["text", "predicted", *(f"prob_{label}" for label in pl_module.labels)]
+        writer.writerow(header + ["exit_layer"] * (bool(self.rows) and len(self.rows[0]) > len(header)))
         writer.writerows(self.rows)
         atomic_write_text(path, buffer.getvalue())
         print(f"Wrote {len(self.rows)} predictions to {path}")

@@ -193,3 +193,14 @@ class BertClassifier(nn.Module):
             unknown += n
             tokens += len(pieces)
         return texts_with_unk / max(1, len(texts)), unknown / max(1, tokens)
+
+
+def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean over each row's real tokens (mask 1), padding left out: (batch, tokens, h) → (batch, h)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
+def layer_hidden(output: Any) -> torch.Tensor:
+    """A BERT layer's hidden states: transformers 5 returns them bare, 4 as the first of a tuple."""
+    return output[0] if isinstance(output, tuple) else output

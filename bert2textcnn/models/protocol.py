@@ -20,6 +20,7 @@ class ModelOutput(NamedTuple):
     logits: torch.Tensor  # (batch, classes)
     features: torch.Tensor  # (batch, hidden): the pooled representation the head reads, for hint losses
     hidden_states: tuple[torch.Tensor, ...] = ()  # per layer (batch, tokens, hidden), where a model has layers
+    exit_layers: torch.Tensor | None = None  # (batch,): the layer each text left at, where a model exits early
 
 
 class Classifier(Protocol):

@@ -4,6 +4,7 @@ A new scheme is one file with a ``DistillationModule`` subclass, added to ``SCHE
 """
 
 from bert2textcnn.distill.schemes.base import DistillationModule
+from bert2textcnn.distill.schemes.fastbert import FastBertScheme
 from bert2textcnn.distill.schemes.joint_coupled import JointCoupledScheme
 from bert2textcnn.distill.schemes.joint_isolated import JointIsolatedScheme
 from bert2textcnn.distill.schemes.multi_teacher import MultiTeacherScheme
@@ -26,6 +27,7 @@ SCHEMES: dict[str, type[DistillationModule]] = {
         MultiTeacherScheme,
         RcoScheme,
         TheseusScheme,
+        FastBertScheme,
     )
 }
 DEFAULT_SCHEME = "joint_isolated"
