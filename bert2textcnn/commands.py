@@ -10,17 +10,33 @@ from typing import Any, Literal
 
 from bert2textcnn.bench.benchmark import run_all
 from bert2textcnn.bench.plan import DISTILLED, BenchmarkData, plan
+from bert2textcnn.checkpoint import read_checkpoint, student_description
 from bert2textcnn.data.datamodule import demo_path
 from bert2textcnn.data.options import DataFiles
-from bert2textcnn.data.records import check_label_kinds, check_labels, label_map, read_records, read_texts
+from bert2textcnn.data.records import (
+    Record,
+    check_label_kinds,
+    check_labels,
+    label_map,
+    read_records,
+    read_texts,
+)
 from bert2textcnn.data.survey import survey
 from bert2textcnn.errors import DataError, UserError
+from bert2textcnn.models.fastbert import FastBert
 
 
 def _texts(path: str | None, text_column: str) -> list[str]:
     if path:
         return read_texts(path, text_column)
     return [text for split in ("test", "val", "train") for text in read_texts(demo_path(split))]
+
+
+def _records(path: str | None, text_column: str, label_column: str) -> list[Record]:
+    """The file's texts, with their labels where it has them; default: the demo corpus (labelled)."""
+    if path:
+        return read_records(path, text_column, label_column, require_label=False)
+    return [record for split in ("test", "val", "train") for record in read_records(demo_path(split))]
 
 
 def export(
@@ -46,30 +62,47 @@ def speed(
     ckpt_path: str,
     texts: str | None = None,
     text_column: str = "text",
+    label_column: str = "label",
     threads: int = 2,
     batch_size: int = 64,
     latency_texts: int = 200,
     min_seconds: float = 2.0,
     teacher: str | None = None,
+    speeds: list[float] | None = None,
     output: str | None = None,
 ) -> None:
     """Student vs teacher speed on the same texts: throughput and batch-1 latency, end to end.
+    A FastBERT checkpoint (``--scheme fastbert``) gets its speed/quality curve instead: macro-F1
+    (when the texts are labelled), layers run and texts/s at each early-exit speed.
 
     Args:
         ckpt_path: A bert2textcnn checkpoint with a student; its teacher is used when it holds one.
         texts: Texts to time (CSV/TSV/JSONL/.txt); default: the bundled demo corpus.
         text_column: Text column of that file.
+        label_column: Its label column (a FastBERT curve scores macro-F1 where every text has one).
         threads: torch.set_num_threads and ONNX Runtime intra-op threads.
-        batch_size: Texts per batch for throughput.
+        batch_size: Texts per batch for throughput (a FastBERT curve: 64).
         latency_texts: How many texts are timed one by one.
         min_seconds: Repeat each throughput pass for at least this long.
         teacher: Teacher directory when the checkpoint holds none (default: m3e-small).
+        speeds: A FastBERT's early-exit speeds to measure (default: 0, 0.1, 0.2, 0.3, 0.5, 0.8).
         output: Also write the figures as JSON to this file.
     """
     from bert2textcnn.bench.speed import measure, report, write_json  # needs the `export` extra
 
-    results = measure(ckpt_path, _texts(texts, text_column), threads, batch_size, latency_texts, min_seconds, teacher)
-    print(report(results))
+    if student_description(read_checkpoint(ckpt_path))["kind"] == FastBert.kind:
+        from bert2textcnn.bench.exit_curve import EXIT_SPEEDS, curve_table, measure_curve
+
+        records = _records(texts, text_column, label_column)
+        results = measure_curve(ckpt_path, records, threads, speeds or EXIT_SPEEDS, latency_texts, min_seconds)
+        setup = results["setup"]
+        print(f"{setup['texts']} texts, torch.set_num_threads({threads}); macro-F1 needs every text labelled\n")
+        print("\n".join(curve_table(results["exit_curve"])))
+    else:
+        results = measure(
+            ckpt_path, _texts(texts, text_column), threads, batch_size, latency_texts, min_seconds, teacher
+        )
+        print(report(results))
     if output:
         write_json(results, output)
         print(f"Figures written to {output}")

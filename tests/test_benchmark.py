@@ -38,17 +38,17 @@ def report(tiny_teacher, tmp_path_factory) -> tuple[Path, str]:
     output = tmp_path_factory.mktemp("bench") / "report"
     first = benchmark(output, tiny_teacher, "[offline]")
     assert first.count("training …") == 3  # teacher, plain student, offline
-    return output, benchmark(output, tiny_teacher, "[offline, multi_teacher]")
+    return output, benchmark(output, tiny_teacher, "[offline, multi_teacher, fastbert]")
 
 
 def test_benchmark_writes_every_file(report):
     output, _ = report
     pictures = ("macro_f1.png", "pr_curves.png", "speed.png", "quality_vs_speed.png")
-    for name in ("results.csv", "report.md", "speed.json", *pictures):
+    for name in ("results.csv", "report.md", "speed.json", "exit_curve.json", *pictures):
         assert (output / name).is_file() and (output / name).stat().st_size > 0, name
     with open(output / "results.csv", encoding="utf-8") as file:
         rows = list(csv.DictReader(file))
-    assert [row["name"] for row in rows] == ["teacher", "student", "offline", "multi_teacher"]
+    assert [row["name"] for row in rows] == ["teacher", "student", "offline", "fastbert", "multi_teacher"]
     assert {"macro_f1", "precision_spam", "recall_spam", "coverage", "negative_flip_rate", "train_seconds"} <= set(
         rows[0]
     )
@@ -59,7 +59,7 @@ def test_benchmark_writes_every_file(report):
     targets = [sorted({r.label for r in test}).index(r.label) for r in test]
     offline = json.loads((output / "runs" / "offline-seed0.json").read_text(encoding="utf-8"))
     assert float(rows[2]["macro_f1"]) == pytest.approx(hand_macro_f1(offline["probabilities"]["student"], targets))
-    assert rows[3]["teacher_macro_f1"]
+    assert rows[4]["teacher_macro_f1"]  # multi_teacher holds its BERT
     assert all(float(row["texts_per_s"]) > 0 for row in rows)  # every row's own model, timed
     plain_f1 = float(rows[1]["macro_f1"])  # the same seed's plain student
     assert float(rows[2]["macro_f1_minus_plain"]) == pytest.approx(float(rows[2]["macro_f1"]) - plain_f1)
@@ -68,6 +68,14 @@ def test_benchmark_writes_every_file(report):
     assert "| offline | 1 |" in text and "gap closed" in text and "Δ vs plain, paired" in text
     assert "## Speed" in text and "Student ceiling" in text and "| texts/s |" in text
     assert "## Selection" in text and "| offline | " in text.split("## Selection")[1]
+    curve = json.loads((output / "exit_curve.json").read_text(encoding="utf-8"))
+    assert curve["run"] == "fastbert" and [row["speed"] for row in curve["rows"]] == [0.0, 0.1, 0.2, 0.3, 0.5, 0.8]
+    fastbert = json.loads((output / "runs" / "fastbert-seed0.json").read_text(encoding="utf-8"))
+    # at s = 0 every text runs every layer: the FastBERT's own full-depth predictions, scored on every test text
+    assert curve["rows"][0]["avg_layers"] == 2 and curve["rows"][0]["macro_f1"] == pytest.approx(
+        hand_macro_f1(fastbert["probabilities"]["student"], targets), abs=1e-6
+    )
+    assert "## Early exit: fastbert (seed 0)" in text and "| 0.8 |" in text
 
 
 def hand_macro_f1(probabilities: list[list[float]], labels: list[int]) -> float:
@@ -101,7 +109,8 @@ def test_selection_halves_are_the_odd_and_even_test_rows(report):
 def test_second_call_trains_only_new_runs(report):
     _, second = report
     assert second.count("finished earlier, skipped") == 3
-    assert second.count("training …") == 1 and "multi_teacher · seed 0: training …" in second
+    assert second.count("training …") == 2 and "multi_teacher · seed 0: training …" in second
+    assert "fastbert · seed 0: training …" in second
 
 
 def test_compare_schemes_notebook_runs_on_the_report(report):

@@ -4,6 +4,7 @@ the two stages move what they say; a run predicts with exit layers from its chec
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import lightning as L
@@ -12,7 +13,9 @@ import torch
 from test_gradient_flow import grads
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
+from bert2textcnn.commands import speed
 from bert2textcnn.data.datamodule import TextDataModule
+from bert2textcnn.distill.metrics import ClassificationMetrics
 from bert2textcnn.distill.schemes import SCHEMES
 from bert2textcnn.errors import UserError
 from bert2textcnn.inference.export import export_student
@@ -208,6 +211,21 @@ def test_a_run_fine_tunes_then_trains_the_branches_and_predicts_with_exit_layers
     assert [float(r[f"prob_{data.labels[1]}"]) for r in rows] == pytest.approx(
         expected.logits.softmax(-1)[:, 1].tolist(), abs=1e-5
     )
+    # `speed` on it: the speed/quality curve, each speed's macro-F1 that of the model's own predictions.
+    speed(str(checkpoint), str(small_data["val"]), speeds=[0.0, 0.5, 1.0], latency_texts=5, min_seconds=0.01,
+          output=str(tmp_path / "curve.json"))  # fmt: skip
+    curve = json.loads((tmp_path / "curve.json").read_text(encoding="utf-8"))["exit_curve"]
+    records = read_rows(small_data["val"])
+    targets = torch.tensor([data.labels.index(r["label"]) for r in records])
+    for point in curve:
+        predictor.student.speed = point["speed"]
+        with torch.no_grad():
+            out = predictor.student(**predictor.student.encode([r["text"] for r in records]))
+        metrics = ClassificationMetrics(data.labels)
+        metrics.update(out.logits, targets)
+        assert point["macro_f1"] == pytest.approx(metrics.compute()["macro_f1"].item(), abs=1e-6)
+        assert point["avg_layers"] == pytest.approx(out.exit_layers.float().mean().item())
+    assert curve[0]["avg_layers"] == 2 and curve[-1]["avg_layers"] < 2  # s = 1 lets (nearly) every text out
 
 
 def test_a_fine_tuned_teacher_is_the_backbone_and_never_moves(tiny_teacher, teacher_checkpoint, small_data, tmp_path):

@@ -44,6 +44,7 @@ def draw_all(
     best: str | None,
     positive_label: str,
     speed: dict[str, Any] | None,
+    curve: dict[str, Any] | None = None,
 ) -> None:
     macro_f1(folder / "macro_f1.png", rows)
     curves = {"teacher (BERT)": ("teacher", "teacher"), "plain student": ("student", "student")}
@@ -54,7 +55,7 @@ def draw_all(
     pr_curves(folder / "pr_curves.png", probabilities, targets, positive, positive_label)
     if speed:
         throughput(folder / "speed.png", speed)
-        quality_vs_speed(folder / "quality_vs_speed.png", rows)
+        quality_vs_speed(folder / "quality_vs_speed.png", rows, curve)
 
 
 def macro_f1(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -102,11 +103,21 @@ def throughput(path: Path, speed: dict[str, Any]) -> None:
     _save(figure, path)
 
 
-def quality_vs_speed(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Mean macro-F1 against texts per second, one point per run: the trade every method makes."""
+def quality_vs_speed(path: Path, rows: list[dict[str, Any]], curve: dict[str, Any] | None = None) -> None:
+    """Mean macro-F1 against texts per second, one point per run: the trade every method makes; a
+    model that exits early is a line through its speeds, the operating points to pick from."""
     plt = _pyplot()
     timed = {row["name"]: row["texts_per_s"] for row in rows if "texts_per_s" in row}
     figure, axes = plt.subplots(figsize=(7, 4.5))
+    if curve:
+        points = curve["rows"]
+        rates, scores = [p["texts_per_s_b64"] for p in points], [p["macro_f1"] for p in points]
+        axes.plot(rates, scores, "-o", color="tab:red", markersize=3, label=f"{curve['run']}, seed 0, by speed s")
+        for point in points:
+            axes.annotate(f"s={point['speed']}", (point["texts_per_s_b64"], point["macro_f1"]), fontsize=6,
+                          xytext=(3, -8), textcoords="offset points", color="tab:red")  # fmt: skip
+        axes.legend(loc="lower left", fontsize=7)
+        timed.pop(curve["run"], None)  # its s = 0 point is on the line
     for name, rate in timed.items():
         values = [row["macro_f1"] for row in rows if row["name"] == name]
         mean = sum(values) / len(values)

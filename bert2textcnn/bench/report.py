@@ -16,7 +16,9 @@ from bert2textcnn.bench.plan import DISTILLED, Run
 from bert2textcnn.checkpoint import project_record
 from bert2textcnn.data.records import Record
 from bert2textcnn.distill.metrics import ClassificationMetrics, CompatibilityMetrics
+from bert2textcnn.distill.schemes import SCHEMES
 from bert2textcnn.files import atomic_write_text
+from bert2textcnn.inference.predictor import StudentPredictor
 
 # Two halves of the test file: choose among variants on one, quote the chosen one's score on the
 # other, which no choice has seen (the Selection table of the report).
@@ -91,8 +93,11 @@ def write_report(
         checkpoint = done[next(r.key for r in runs if r.name == (best or "student") and r.seed == 0)]["checkpoint"]
         speed_figures = measure(checkpoint, [r.text for r in test], threads, min_seconds=1.0, teacher_dir=teacher)
         atomic_write_text(folder / "speed.json", json.dumps(speed_figures, indent=2))
-    atomic_write_text(folder / "report.md", report(rows, labels[positive], speed_figures))
-    draw_all(folder, rows, runs, done, targets, positive, best, labels[positive], speed_figures)
+    curve = exit_curve_of(runs, done, labels, targets, [r.text for r in test], threads) if speed else None
+    if curve:
+        atomic_write_text(folder / "exit_curve.json", json.dumps(curve, indent=2))
+    atomic_write_text(folder / "report.md", report(rows, labels[positive], speed_figures, curve))
+    draw_all(folder, rows, runs, done, targets, positive, best, labels[positive], speed_figures, curve)
     print(f"\n{(folder / 'report.md').read_text(encoding='utf-8')}\nWritten to {folder}/")
 
 
@@ -107,9 +112,29 @@ def timed_runs(runs: list[Run], done: dict, texts: list[str], threads: int) -> d
     }
 
 
+def exit_curve_of(
+    runs: list[Run], done: dict, labels: list[str], targets: torch.Tensor, texts: list[str], threads: int
+) -> dict[str, Any] | None:
+    """The speed/quality curve of the first full-label run whose model exits early (seed 0):
+    scored on every test text, timed on the ``SPEED_TEXTS`` the other rows are timed on."""
+    from bert2textcnn.bench.exit_curve import exit_curve
+
+    run = next((r for r in runs if SCHEMES[r.scheme].exits_early and r.seed == 0 and r.label_fraction == 1), None)
+    if run is None:
+        return None
+    torch.set_num_threads(threads)
+    model = StudentPredictor.from_checkpoint(done[run.key]["checkpoint"]).student
+    return {"run": run.name, "rows": exit_curve(model, texts, labels, targets, texts[:SPEED_TEXTS])}
+
+
 def best_distilled(rows: list[dict[str, Any]]) -> str | None:
-    """The full-label distilled run name with the best mean macro-F1."""
-    names = {row["name"] for row in rows if row["scheme"] in DISTILLED and row["label_fraction"] == 1}
+    """The full-label distilled run name with the best mean macro-F1 (a model that exits early is
+    the teacher's own BERT with branches, so it is not a candidate: it has its own curve)."""
+    names = {
+        row["name"]
+        for row in rows
+        if row["scheme"] in DISTILLED and row["label_fraction"] == 1 and not SCHEMES[row["scheme"]].exits_early
+    }
     return max(sorted(names), key=lambda n: mean(rows, n, "macro_f1"), default=None)
 
 
@@ -154,7 +179,9 @@ def selection_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def report(rows: list[dict[str, Any]], positive: str, speed: dict[str, Any] | None) -> str:
+def report(
+    rows: list[dict[str, Any]], positive: str, speed: dict[str, Any] | None, curve: dict[str, Any] | None = None
+) -> str:
     columns = ["macro_f1", "macro_f1_minus_plain", f"precision_{positive}", f"recall_{positive}",
                "teacher_macro_f1", "coverage", "negative_flip_rate", "seconds_per_epoch", "texts_per_s"]  # fmt: skip
     header = ["run", "seeds", "macro-F1", "Δ vs plain, paired", f"{positive} P", f"{positive} R", "teacher macro-F1",
@@ -210,4 +237,17 @@ def report(rows: list[dict[str, Any]], positive: str, speed: dict[str, Any] | No
                 f"{speed['student_matmul_bound']:,.0f} texts/s."
             )
         lines += ["", ratios]
+    if curve:
+        from bert2textcnn.bench.exit_curve import curve_table
+
+        lines += [
+            "",
+            f"## Early exit: {curve['run']} (seed 0)",
+            "",
+            "macro-F1 on every test text at each speed s (a text leaves at the first layer whose branch's "
+            f"normalised entropy is below s); texts/s and batch-1 latency on the {SPEED_TEXTS} texts the rows "
+            "above are timed on.",
+            "",
+            *curve_table(curve["rows"]),
+        ]
     return "\n".join(lines) + "\n"

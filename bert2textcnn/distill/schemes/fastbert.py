@@ -126,6 +126,7 @@ class FastBertScheme(DistillationModule):
     """A BERT that exits early on easy texts (FastBERT): fine-tune it, then self-distil a branch after every layer."""
 
     name = "fastbert"
+    exits_early = True
     selects_on = "layers"  # val/layers_macro_f1, the mean over every exit: it moves in both stages
     student: FastBert
     backbone_loaded = False
