@@ -276,3 +276,6 @@ def test_a_variant_runs_only_for_the_schemes_that_take_its_options():
     assert all(run.hparams.get("save_anchors") == 3 for run in low if run.scheme == "teacher")
     with pytest.raises(UserError, match=r"takes \['hint_wieght'\]"):
         plan(["offline"], 1, 1, model={"hint_wieght": 0.1})
+    kinds = {run.name for run in plan(["offline", "fastbert", "theseus"], 1, 1, model=[{}, {"student": "bert"}])}
+    assert {"offline (student=bert)", "fastbert", "theseus"} <= kinds  # a student kind is a variant where it is free
+    assert not {"fastbert (student=bert)", "theseus (student=bert)"} & kinds

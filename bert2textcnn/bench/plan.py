@@ -147,7 +147,7 @@ def plan(
             runs += [
                 Run(scheme + variant, scheme, seed, data_overrides, hparams | overrides, teacher_run, plain.key, epochs)
                 for overrides, variant in variants
-                if overrides.keys() <= takes  # a variant runs for the schemes that take its options
+                if runs_variant(scheme, overrides)
             ]
     if label_fraction is not None:
         share = f"{label_fraction:.0%}"
@@ -166,11 +166,19 @@ def plan(
             for scheme, (overrides, variant), target in itertools.product(
                 ("offline", *routed), variants, ("soft", "hard")
             ):
-                if overrides.keys() <= defaults(SCHEMES[scheme]).keys():
+                if runs_variant(scheme, overrides):
                     name = f"{scheme} · {share} + pool" + (" (hard)" if target == "hard" else "") + variant
                     hparams = {"unlabeled_target": target} | overrides
                     runs.append(Run(name, scheme, seed, low, hparams, low_teacher.key, low_plain.key, low_label_epochs))
     return sorted(runs, key=lambda run: trains_bert_beside_student(run.scheme))
+
+
+def runs_variant(scheme: str, overrides: dict[str, Any]) -> bool:
+    """A variant runs for the schemes that take all its options; one naming a student kind, not for
+    those whose kind is fixed (``theseus`` trains a BERT, ``fastbert`` its own model)."""
+    groups = SCHEMES[scheme].option_groups
+    fixed_kind = StudentOptions not in groups
+    return overrides.keys() <= defaults(SCHEMES[scheme]).keys() and not ("student" in overrides and fixed_kind)
 
 
 def variant_name(options: dict[str, Any]) -> str:
