@@ -237,3 +237,30 @@ def test_label_only_schemes_say_they_ignore_unlabelled_data(workdir):
         "--trainer.logger.init_args.name", "student_ignoring", "--test_after_fit", "false", cwd=workdir,
     )  # fmt: skip
     assert "Ignoring --data.unlabeled_path: this scheme learns from labels only" in result.stderr
+
+
+def test_fastbert_trains_both_stages_then_tests_and_predicts_at_the_speed_it_is_given(workdir, small_data):
+    fit_args = ["--scheme", "fastbert", *common(workdir), "--trainer.max_epochs", "2", "--model.speed", "0.9"]
+    result = run_cli("fit", *fit_args, cwd=workdir)
+    assert "Early exit at speed 0.9:" in result.stdout and "layers run on average" in result.stdout
+    best = only_checkpoint(workdir, "fastbert")
+    events = tensorboard_events(best.parents[1])
+    scalars = set(events.Tags()["scalars"])
+    logged = {"train/loss_ce_final_epoch", "train/loss_kd_layer1_epoch", "val/layer1_macro_f1", "test/avg_layers"}
+    assert logged <= scalars  # stage 1's loss, stage 2's, each exit's score, where texts left
+    posts = workdir / "fast_posts.csv"
+    posts.write_text("text\n加微信领取免费会员\n今天地铁又晚点了\n好\n", encoding="utf-8")
+    exits = {}
+    for speed in ("0.0", "1.0"):  # not the 0.9 it was trained with: test and predict take their own
+        run_cli("predict", "--ckpt_path", str(best), "--data.predict_path", str(posts), "--model.speed", speed,
+                cwd=workdir)  # fmt: skip
+        with open(workdir / "fast_posts.predictions.csv", encoding="utf-8") as file:
+            exits[speed] = [int(row["exit_layer"]) for row in csv.DictReader(file)]
+    assert exits == {"0.0": [2, 2, 2], "1.0": [1, 1, 1]}
+    tested = run_cli("test", "--ckpt_path", str(best), "--data.test_path", str(small_data["val"]),
+                     "--model.speed", "0.0", cwd=workdir)  # fmt: skip
+    assert "Early exit at speed 0.0: 2.00 of 2 layers run on average" in tested.stdout
+    refused = run_cli(
+        "export", "--ckpt_path", str(best), "--output", str(workdir / "fast_export"), cwd=workdir, ok=False
+    )
+    assert refused.returncode == 2 and "FastBERT is not exported to ONNX" in refused.stderr
