@@ -9,7 +9,13 @@ import torch.nn.functional as F
 
 from bert2textcnn.compat.historical import CheckpointModel, ScoresFile, label_order, load_historical
 from bert2textcnn.data.datamodule import TextDataModule
-from bert2textcnn.distill.losses import kd_to_distribution, mixed_soft_target
+from bert2textcnn.distill.losses import (
+    focal_weights,
+    kd_to_distribution,
+    mixed_soft_target,
+    student_loss,
+    weighted_kd,
+)
 from bert2textcnn.distill.metrics import CompatibilityMetrics
 from bert2textcnn.distill.schemes import SCHEMES
 from bert2textcnn.errors import DataError, UserError
@@ -182,3 +188,49 @@ def test_multi_teacher_trains_with_a_frozen_bert_and_a_scores_file(teacher_check
     metrics = trainer.callback_metrics
     assert {"train/loss_kd", "train/loss_kd_bert", "train/loss_kd_historical_1"} <= set(metrics)
     assert "val/compat_coverage" in metrics and "val/compat_negative_flip_rate" in metrics
+
+
+def test_focal_weights_are_one_per_row_alpha_plus_beta_where_the_old_model_was_right():
+    old = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 2.0]])  # predicts 0, 1, 0, 1
+    labels = torch.tensor([0, 0, -1, 1])  # right, wrong, unlabelled, right
+    weights = focal_weights(old, labels, alpha=1.0, beta=5.0)
+    assert weights.shape == (4,) and weights.tolist() == [6.0, 1.0, 1.0, 6.0]
+
+
+def test_weighted_kd_matches_a_loop_over_rows():
+    student = torch.tensor([[0.5, -0.5], [1.0, 2.0], [0.0, 0.0]])
+    target = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
+    weights, mask = torch.tensor([6.0, 1.0, 3.0]), torch.tensor([True, True, False])
+    by_hand = 0.0
+    for s, p, w, m in zip(student, target, weights, mask, strict=True):
+        q = F.softmax(s / 2.0, -1)
+        by_hand += float(m) * float(w) * 4.0 * float((p * (p.log() - q.log())).sum())
+    assert torch.isclose(weighted_kd(student, target, 2.0, weights, mask), torch.tensor(by_hand / 2))
+
+
+def test_focal_multi_teacher_adds_each_old_models_focal_term_to_the_bert_only_loss(tiny_teacher, small_data):
+    data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]))
+    model = SCHEMES["multi_teacher"](labels=data.labels, vocab=data.vocab, teacher=str(tiny_teacher),
+                                     historical=["old.ckpt"], historical_weights=[0.3],
+                                     focal={"alpha": 0.0, "beta": 5.0})  # fmt: skip
+    student = torch.tensor([[0.2, 0.1], [0.3, -0.2], [0.0, 1.0], [1.5, 0.5]], requires_grad=True)
+    bert = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, -1.0], [0.5, 0.5]])
+    old = torch.tensor([[3.0, 0.0], [3.0, 0.0], [0.0, 3.0], [0.0, 3.0]])  # predicts 0, 0, 1, 1
+    labels = torch.tensor([0, 1, 1, -1])  # old right, wrong, right, unlabelled
+    batch = {"label": labels, "historical_logits": [old], "historical_masks": [torch.ones(4, dtype=torch.bool)]}
+    terms = model.student_loss_terms(student, bert, batch)
+    bert_only = student_loss(student, bert, labels, model.student_targets)["loss_student"]
+    focal = weighted_kd(student, F.softmax(old, -1), 1.0, torch.tensor([5.0, 0.0, 5.0, 0.0]), torch.ones(4) > 0)
+    assert torch.isclose(terms["loss_student"], bert_only + 0.3 * focal)
+    assert torch.isclose(terms["loss_focal_historical_1"], focal)
+    # With α_f = 0 a row the old model got wrong, or could not judge (unlabelled), gets no focal gradient.
+    focal_grad = torch.autograd.grad(terms["loss_student"] - bert_only, student)[0]
+    assert focal_grad[1].abs().sum() == 0 and focal_grad[3].abs().sum() == 0
+    assert focal_grad[0].abs().sum() > 0 and focal_grad[2].abs().sum() > 0
+
+
+@pytest.mark.parametrize("focal", [{"alpha": 1.0}, {"alpha": -1.0, "beta": 5.0}, {"alpha": 1, "beta": 5, "gamma": 2}])
+def test_bad_focal_options_are_refused(focal, small_data):
+    data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]))
+    with pytest.raises(UserError, match=r"--model\.focal takes"):
+        SCHEMES["multi_teacher"](labels=data.labels, vocab=data.vocab, historical=["old.ckpt"], focal=focal)

@@ -153,3 +153,18 @@ def kd_to_distribution(
     if mask is not None:
         per_row = per_row[mask]
     return per_row.mean() if per_row.numel() else per_row.sum()
+
+
+def focal_weights(old_logits: torch.Tensor, labels: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
+    """Focal distillation's weight per row (Yan et al. 2021): α + β·[the old model's class = y] on
+    labelled rows, α on unlabelled ones. Shape (batch,): one weight per row, never (batch, batch)."""
+    old_right = (old_logits.argmax(-1) == labels) & (labels != UNLABELED)
+    return alpha + beta * old_right.to(old_logits.dtype)
+
+
+def weighted_kd(
+    student_logits: torch.Tensor, target: torch.Tensor, temperature: float, weights: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Σ_i m_i·w_i·KD_i / Σ_i m_i: KD to ``target`` weighted per row, over the rows in ``mask``."""
+    per_row = kd_per_row(student_logits, target, temperature) * weights * mask.to(weights.dtype)
+    return per_row.sum() / mask.sum().clamp(min=1)

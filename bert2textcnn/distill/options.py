@@ -212,11 +212,18 @@ class HistoricalOptions:
         historical_weights: Weight of each historical model in the soft target; BERT gets 1 − their
             sum, which must stay positive. Default: every teacher weighs the same.
         historical_temperatures: Softmax temperature per historical model (default: T).
+        focal: Focal distillation (Yan et al. 2021), e.g. ``{alpha: 1.0, beta: 5.0}``: the
+            historical models leave the mixed soft target and each adds its own term
+            w_k·mean_rows(f·KD(s, old_k)), with f = alpha + beta·[old_k's class = the label] on
+            labelled rows and alpha on unlabelled ones, so the student is held hardest to the old
+            model where it was right (fewer negative flips); BERT then teaches through L_s alone.
+            Default: off.
     """
 
     historical: list[str] | None = None
     historical_weights: list[float] | None = None
     historical_temperatures: list[float] | None = None
+    focal: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         if not self.historical:
@@ -235,6 +242,11 @@ class HistoricalOptions:
             )
         if any(t <= 0 for t in self.historical_temperatures or []):
             raise UserError(f"--model.historical_temperatures must be positive, got {self.historical_temperatures}")
+        if self.focal is not None and (
+            set(self.focal) != {"alpha", "beta"}
+            or any(not isinstance(v, int | float) or v < 0 for v in self.focal.values())
+        ):
+            raise UserError(f"--model.focal takes {{alpha: A, beta: B}}, both non-negative numbers; got {self.focal}")
 
 
 @dataclass(frozen=True)

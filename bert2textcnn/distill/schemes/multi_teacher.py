@@ -7,6 +7,10 @@ Soft target, per row, over the teachers that could score it (a scores file may l
 
 with w_k = ``historical_weights`` for the historical models and 1 − Σ historical_weights for BERT,
 T_k = ``historical_temperatures`` (default T). The student minimises α·KD_mix + (1−α)·CE(s, y).
+With ``focal`` (focal distillation, Yan et al. 2021) the historical models leave the mix: the
+student minimises L_s against BERT alone plus Σ_k w_k·mean_rows(f_k·KD(s, old_k)), where
+f_k = α_f + β_f·[old_k's class = y] (α_f on unlabelled rows), so it stays closest to an old model
+where that model was right.
 The BERT teacher trains jointly with CE as in `joint_isolated`, or, given ``teacher_checkpoint``,
 is loaded from that fine-tuned checkpoint and frozen. The student is compared with the first
 historical model on val and test (coverage, flip rates) unless ``compare_to`` names another.
@@ -23,7 +27,14 @@ import torch.nn.functional as F
 
 from bert2textcnn.compat.historical import HistoricalModel, ScoresFile, load_historical
 from bert2textcnn.distill.hints import HintOptions
-from bert2textcnn.distill.losses import kd_to_distribution, mixed_soft_target, pseudo_labels, student_objective
+from bert2textcnn.distill.losses import (
+    focal_weights,
+    kd_to_distribution,
+    mixed_soft_target,
+    pseudo_labels,
+    student_objective,
+    weighted_kd,
+)
 from bert2textcnn.distill.options import JOINT_GROUPS, DistillOptions, HistoricalOptions, TeacherCheckpointOptions
 from bert2textcnn.distill.schemes.joint_isolated import JointIsolatedScheme
 from bert2textcnn.distill.teachers import FrozenTeacher, JointTeacher, TeacherSource
@@ -91,15 +102,42 @@ class MultiTeacherScheme(JointIsolatedScheme):
         every_row = torch.ones_like(batch["label"], dtype=torch.bool)
         logits = [detached_teacher_logits, *batch["historical_logits"]]
         masks = [every_row, *batch["historical_masks"]]
-        target = mixed_soft_target(logits, self.teacher_weights, self.teacher_temperatures, masks)
+        focal = self.options[HistoricalOptions].focal
+        mixed = slice(None) if focal is None else slice(0, 1)  # focal: BERT alone in the soft target
+        weights, temperatures = self.teacher_weights[mixed], self.teacher_temperatures[mixed]
+        target = mixed_soft_target(logits[mixed], weights, temperatures, masks[mixed])
         pseudo = None
         if targets.pseudo_label_threshold is not None:
-            unsoftened = mixed_soft_target(logits, self.teacher_weights, [1.0] * len(logits), masks)
+            unsoftened = mixed_soft_target(logits[mixed], weights, [1.0] * len(weights), masks[mixed])
             pseudo = pseudo_labels(unsoftened, targets.pseudo_label_threshold)
         terms = student_objective(student_logits, target, batch["label"], targets, pseudo)
+        if focal is not None:
+            terms = self.focal_terms(terms, student_logits, logits[1:], masks[1:], batch["label"], focal)
         with torch.no_grad():  # each teacher's own KD term, for the logs only
             for k, (teacher_logits, mask, t_k) in enumerate(zip(logits, masks, self.teacher_temperatures, strict=True)):
                 name = "loss_kd_bert" if k == 0 else f"loss_kd_historical_{k}"
                 soft = F.softmax(teacher_logits / t_k, -1)
                 terms[name] = kd_to_distribution(student_logits, soft, targets.temperature, mask)
         return terms
+
+    def focal_terms(
+        self,
+        terms: dict[str, torch.Tensor],
+        student_logits: torch.Tensor,
+        historical_logits: Sequence[torch.Tensor],
+        masks: Sequence[torch.Tensor],
+        labels: torch.Tensor,
+        focal: dict[str, float],
+    ) -> dict[str, torch.Tensor]:
+        """Each historical model's focal term, w_k·mean(f·KD(s, old_k)), added to ``loss_student``."""
+        loss = terms["loss_student"]
+        temperature = self.student_targets.temperature
+        for k, (old, mask, weight, t_k) in enumerate(
+            zip(historical_logits, masks, self.teacher_weights[1:], self.teacher_temperatures[1:], strict=True), 1
+        ):
+            rows = focal_weights(old, labels, focal["alpha"], focal["beta"])
+            term = weighted_kd(student_logits, F.softmax(old / t_k, -1), temperature, rows, mask)
+            terms[f"loss_focal_historical_{k}"] = term
+            terms[f"focal_weight_historical_{k}"] = rows[mask].mean() if mask.any() else rows.sum() * 0
+            loss = loss + weight * term
+        return {**terms, "loss_student": loss}
