@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bert2textcnn.compat.historical import CheckpointModel, ScoresFile, label_order, load_historical
+from bert2textcnn.compat.historical import CheckpointModel, Ensemble, ScoresFile, label_order, load_historical
 from bert2textcnn.data.datamodule import TextDataModule
 from bert2textcnn.distill.losses import (
     focal_weights,
@@ -234,3 +234,45 @@ def test_bad_focal_options_are_refused(focal, small_data):
     data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]))
     with pytest.raises(UserError, match=r"--model\.focal takes"):
         SCHEMES["multi_teacher"](labels=data.labels, vocab=data.vocab, historical=["old.ckpt"], focal=focal)
+
+
+def test_several_old_models_are_compared_as_their_ensemble_and_one_by_one(small_data, tmp_path, capsys):
+    from test_serving import trained_checkpoint
+
+    old = trained_checkpoint("student", small_data, tmp_path)
+    data = TextDataModule(train_path=str(small_data["train"]), test_path=str(small_data["val"]), batch_size=16)
+    texts, targets = data.texts_and_labels("test")
+    generator = torch.Generator().manual_seed(0)
+    scored = torch.rand(len(texts), generator=generator)  # a second old model: a scores file
+    scores = tmp_path / "prod.csv"
+    rows = "".join(f'"{t}",{1 - p:.6f},{p:.6f}\n' for t, p in zip(texts, scored.tolist(), strict=True))
+    scores.write_text("text,prob_normal,prob_spam\n" + rows, encoding="utf-8")
+    L.seed_everything(1, verbose=False)
+    model = SCHEMES["student"](labels=data.labels, vocab=data.vocab, compare_to=[old, str(scores)])
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    trainer.test(model, datamodule=data)
+    new = StudentPredictor(model.student, data.labels).probabilities(texts)
+    first = StudentPredictor.from_checkpoint(old).probabilities(texts)
+    second = torch.stack([1 - scored, scored], 1)
+    metrics = trainer.callback_metrics
+
+    def negative_flip_rate(reference: torch.Tensor) -> float:
+        return ((reference.argmax(-1) == targets) & (new.argmax(-1) != targets)).float().mean().item()
+
+    ensemble = (first + second) / 2
+    for name, reference in (("compat", ensemble), ("compat_old1", first), ("compat_old2", second)):
+        assert metrics[f"test/{name}_negative_flip_rate"].item() == pytest.approx(
+            negative_flip_rate(reference), abs=1e-4
+        )
+    shown = capsys.readouterr().out
+    assert f"Student vs the average of {old}, {scores} (old model)" in shown
+    assert f"Student vs {old} (old model)" in shown and f"Student vs {scores} (old model)" in shown
+
+
+def test_an_ensemble_averages_probabilities_on_the_rows_every_model_scores():
+    first = (torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([True, True]))
+    second = (torch.tensor([[0.0, 2.0], [5.0, 0.0]]), torch.tensor([True, False]))
+    logits, mask = Ensemble.combine([first, second])
+    assert mask.tolist() == [True, False]
+    expected = (F.softmax(first[0][0], -1) + F.softmax(second[0][0], -1)) / 2
+    assert torch.allclose(logits[0].softmax(-1), expected, atol=1e-6)

@@ -45,6 +45,35 @@ def load_historical(path: str, labels: Sequence[str], text_column: str = "text")
     )
 
 
+def load_reference(sources: str | Sequence[str], labels: Sequence[str], text_column: str = "text") -> HistoricalModel:
+    """The old model a student is compared with: one, or the ensemble of several."""
+    models = [
+        load_historical(source, labels, text_column) for source in ([sources] if isinstance(sources, str) else sources)
+    ]
+    return models[0] if len(models) == 1 else Ensemble(models)
+
+
+class Ensemble:
+    """Several old models as one reference: their probabilities averaged, on the rows every one of
+    them scores (a scores file may lack some)."""
+
+    def __init__(self, parts: Sequence[HistoricalModel]) -> None:
+        self.parts = list(parts)
+        self.source = "the average of " + ", ".join(part.source for part in self.parts)
+
+    def scored(self, texts: Sequence[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each part's (logits, mask)."""
+        return [part.logits(texts) for part in self.parts]
+
+    @staticmethod
+    def combine(scored: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        probabilities = torch.stack([logits.softmax(-1) for logits, _ in scored]).mean(0)
+        return probabilities.clamp_min(1e-12).log(), torch.stack([mask for _, mask in scored]).all(0)
+
+    def logits(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.combine(self.scored(texts))
+
+
 def label_order(theirs: Sequence[str], ours: Sequence[str], source: str) -> list[int]:
     """For each of our labels, its column in theirs; the sets must match, the order may differ."""
     if sorted(theirs) != sorted(ours):

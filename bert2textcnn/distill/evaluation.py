@@ -38,6 +38,12 @@ class Evaluation(nn.Module):
         )
         self.compatibility = nn.ModuleDict({stage: CompatibilityMetrics(positive) for stage in STAGES})
 
+    def compare_with_each(self, parts: int) -> None:
+        """Several old models: beside their ensemble, a comparison with each (``old1``, …)."""
+        for stage in STAGES:
+            for k in range(1, parts + 1):
+                self.compatibility[f"{stage}_old{k}"] = CompatibilityMetrics(self.positive)
+
     def update(self, module: L.LightningModule, stage: str, logits: dict[str, torch.Tensor], batch: dict) -> None:
         """One batch of each model's logits; the student's are also compared with the old model's."""
         labels = batch["label"]
@@ -46,8 +52,10 @@ class Evaluation(nn.Module):
             loss = F.cross_entropy(role_logits, labels)
             module.log(f"{stage}/loss_ce_{role}", loss, batch_size=len(labels), sync_dist=True)
             if role == "student" and "reference_logits" in batch:
-                known = batch["reference_mask"]
-                self.compatibility[stage].update(role_logits[known], batch["reference_logits"][known], labels[known])
+                references = [(stage, batch["reference_logits"], batch["reference_mask"])]
+                references += [(f"{stage}_old{k}", *part) for k, part in enumerate(batch.get("reference_parts", []), 1)]
+                for key, reference, known in references:
+                    self.compatibility[key].update(role_logits[known], reference[known], labels[known])
 
     def finish(self, module: L.LightningModule, stage: str) -> dict[str, dict[str, torch.Tensor]]:
         """Log the stage's figures and reset; the computed values per role (and ``compatibility``)."""
@@ -75,19 +83,27 @@ class Evaluation(nn.Module):
                 board.add_pr_curve(f"{stage}/{role}_pr_curve_{positive_label}", is_positive, score, step)
             metrics.reset()
             results[role] = values
-        compatibility = self.compatibility[stage]
-        if compatibility.update_count:
+        for key, compatibility in self.compatibility.items():
+            if key.split("_")[0] != stage or not compatibility.update_count:
+                continue
+            part = key.removeprefix(stage).lstrip("_")  # "" for the reference (or ensemble), "old1", …
             values = compatibility.compute()
-            module.log_dict({f"{stage}/compat_{name}": value for name, value in values.items()}, sync_dist=True)
-            results["compatibility"] = values
+            prefix = f"{stage}/compat_{part}_" if part else f"{stage}/compat_"
+            module.log_dict({prefix + name: value for name, value in values.items()}, sync_dist=True)
+            results["compatibility" + (f"_{part}" if part else "")] = values
             compatibility.reset()
         return results
 
-    def print_test_report(self, results: dict[str, Any], scheme: str, reference: str | None) -> None:
-        compatibility = results.pop("compatibility", None)
+    def print_test_report(
+        self, results: dict[str, Any], scheme: str, reference: str | None, parts: list[str] | None = None
+    ) -> None:
+        """Each model's per-class table, then the student against the old model(s): the reference
+        (an ensemble's average) first, then each part of an ensemble."""
+        compared = {key: results.pop(key) for key in [k for k in results if k.startswith("compatibility")]}
         for role, values in results.items():
             print("\n" + self.metrics[f"test_{role}"].report(values, f"Test report · {role} ({scheme})"))
-        if compatibility is not None:
-            print(f"\nStudent vs {reference} (old model):")
-            for name, value in compatibility.items():
+        names = {"compatibility": reference} | {f"compatibility_old{k}": p for k, p in enumerate(parts or [], 1)}
+        for key, values in compared.items():
+            print(f"\nStudent vs {names[key]} (old model):")
+            for name, value in values.items():
                 print(f"  {name.replace('_', ' '):<20} {value.item():.4f}")

@@ -172,11 +172,13 @@ class CompareOptions:
 
     Args:
         compare_to: An old model to compare the student with on val and test: a bert2textcnn
-            checkpoint or a scores file. Logs coverage, flip rates, agreement.
+            checkpoint or a scores file. Logs coverage, flip rates, agreement. Several (a list):
+            compared with their averaged probabilities (an ensemble, ``compat_*``) and with
+            each one (``compat_old1_*``, …).
     """
 
     hyperparameters: ClassVar[bool] = False
-    compare_to: str | None = None
+    compare_to: str | list[str] | None = None
 
 
 @dataclass(frozen=True)

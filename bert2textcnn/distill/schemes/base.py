@@ -17,7 +17,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
 from bert2textcnn.checkpoint import drop_weights, write_record
-from bert2textcnn.compat.historical import HistoricalModel, load_historical
+from bert2textcnn.compat.historical import Ensemble, HistoricalModel, load_reference
 from bert2textcnn.distill.evaluation import Evaluation, positive_index
 from bert2textcnn.distill.finite import finite_or_stop
 from bert2textcnn.distill.hints import REGRESSOR, Hints
@@ -135,17 +135,19 @@ class DistillationModule(L.LightningModule):
             "teacher_balanced_accuracy": torch.tensor(self.kd_schedule.teacher_score, device=device),
         }
 
-    def reference_source(self) -> str | None:
+    def reference_source(self) -> str | list[str] | None:
         """The old model the student is compared with (``--model.compare_to``)."""
         return self.options[CompareOptions].compare_to if CompareOptions in self.options else None
 
     def setup(self, stage: str) -> None:
         source = self.reference_source()
         if source and stage != "predict" and self.student is not None and self.reference is None:
-            self.reference = load_historical(source, self.labels, self.trainer.datamodule.columns[0])
+            self.reference = load_reference(source, self.labels, self.trainer.datamodule.columns[0])
+            if isinstance(self.reference, Ensemble):
+                self.evaluation.compare_with_each(len(self.reference.parts))
             log.info(
                 "Comparing the student with %s (coverage of its %r hits, flip rates)",
-                source,
+                self.reference.source,
                 self.labels[self.positive_index],
             )
 
@@ -174,7 +176,10 @@ class DistillationModule(L.LightningModule):
             batch["student_inputs"] = self.student.encode(texts)
         if self.teacher is not None:
             batch["teacher_inputs"] = self.teacher.encode(texts)
-        if self.reference is not None and not self.trainer.training:
+        if isinstance(self.reference, Ensemble) and not self.trainer.training:
+            batch["reference_parts"] = self.reference.scored(texts)
+            batch["reference_logits"], batch["reference_mask"] = Ensemble.combine(batch["reference_parts"])
+        elif self.reference is not None and not self.trainer.training:
             batch["reference_logits"], batch["reference_mask"] = self.reference.logits(texts)
         return batch
 
@@ -280,7 +285,8 @@ class DistillationModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         results = self.evaluation.finish(self, "test")
         if self.trainer.is_global_zero:
-            self.evaluation.print_test_report(results, self.name, self.reference and self.reference.source)
+            parts = [part.source for part in self.reference.parts] if isinstance(self.reference, Ensemble) else None
+            self.evaluation.print_test_report(results, self.name, self.reference and self.reference.source, parts)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         model = self.student_logits if self.student is not None else self.teacher_logits
