@@ -1,3 +1,7 @@
+import csv
+
+import numpy as np
+import pytest
 import torch
 
 from bert2textcnn.data.vocab import Vocab
@@ -38,3 +42,29 @@ def test_textcnn_accepts_inputs_shorter_than_its_widest_kernel():
     model = TextCNN(Vocab.build(["一二三四五六七八"]), num_classes=3, kernel_sizes=(2, 5), num_filters=4)
     out = model(torch.tensor([[3]]))
     assert out.logits.shape == (1, 3) and out.features.shape == (1, 8)
+
+
+EDGE_TEXTS = ["", "  ", "A B\tC\u3000D", "😀x😀", "İstanbul", "ΟΔΟΣ ΟΔΟΣ", "ß" * 200, "\u2028z", "新" * 5, "加微信"]
+
+
+def same_ids_both_ways(vocab: Vocab, batches: list[list[str]]) -> None:
+    for batch in batches:
+        for max_length, min_length in ((128, 1), (3, 5), (1, 1)):
+            fast = vocab.padded_array(batch, max_length, min_length)
+            by_text = np.array(vocab.padded_ids(batch, max_length, min_length), dtype=np.int64)
+            assert fast.shape == by_text.shape and np.array_equal(fast, by_text), (batch, max_length, min_length)
+
+
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_the_batched_character_lookup_gives_the_ids_text_by_text_tokenising_gives(lowercase):
+    vocab = Vocab.build([*EDGE_TEXTS[3:], "ος"], "char", lowercase)  # whitespace, astral, Greek final sigma, İ
+    same_ids_both_ways(vocab, [EDGE_TEXTS, [""], ["", "ab"], EDGE_TEXTS[::-1]])
+    with_mask = ["加[MASK]微信", "好"]  # a marker is one <unk> token: the text-by-text path
+    assert vocab.padded_array(with_mask, 10).tolist() == vocab.padded_ids(with_mask, 10)
+
+
+def test_the_batched_character_lookup_on_real_sms(sms_spam):
+    with open(sms_spam / "dev.csv", encoding="utf-8", newline="") as file:
+        texts = [row["text"] for row in csv.DictReader(file)]
+    vocab = Vocab.build(texts[:500], "char", True)
+    same_ids_both_ways(vocab, [texts[i : i + 64] for i in range(0, len(texts), 64)])

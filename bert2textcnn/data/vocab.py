@@ -58,6 +58,7 @@ class Vocab:
     kind: TokenizerKind = "char"
     lowercase: bool = True
     _ids: dict[str, int] = field(init=False, repr=False)
+    _table: np.ndarray | None = field(init=False, repr=False, default=None)  # a char vocabulary's lookup
 
     def __post_init__(self) -> None:
         if self.tokens[:2] != [PAD, UNK]:
@@ -93,8 +94,42 @@ class Vocab:
         return [row + [0] * (width - len(row)) for row in ids]
 
     def padded_array(self, texts: Sequence[str], max_length: int, min_length: int = 1) -> np.ndarray:
-        """``padded_ids`` as a (batch, length) int64 array: what the ONNX student takes."""
+        """``padded_ids`` as a (batch, length) int64 array: what the ONNX student takes. Characters
+        are looked up for the whole batch at once (``_char_ids``); jieba words, and texts with a
+        ``[MASK]`` marker, go through ``tokenize``."""
+        if self.kind == "char" and texts and not any(MASK in text for text in texts):
+            return self._char_ids(texts, max_length, min_length)
         return np.array(self.padded_ids(texts, max_length, min_length), dtype=np.int64)
+
+    def _char_ids(self, texts: Sequence[str], max_length: int, min_length: int) -> np.ndarray:
+        """The batch as one array of code points, mapped through a code point → id table (-1:
+        whitespace, dropped), then scattered into rows: the same ids as ``padded_ids``."""
+        table = self._char_table()
+        texts = [text.lower() for text in texts] if self.lowercase else texts  # each alone: Greek final sigma
+        lengths = [len(text) for text in texts]
+        points = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
+        ids = np.where(points < len(table), table[np.minimum(points, len(table) - 1)], 1)
+        kept = ids >= 0
+        kept_before = np.concatenate([[0], np.cumsum(kept)])  # kept characters before each position
+        starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        rows = np.repeat(np.arange(len(texts)), lengths)
+        position = kept_before[:-1] - kept_before[starts[:-1]][rows]
+        width = max(min_length, min(max_length, int(np.diff(kept_before[starts]).max())))
+        out = np.zeros((len(texts), width), dtype=np.int64)
+        chosen = kept & (position < max_length)
+        out[rows[chosen], position[chosen]] = ids[chosen]
+        return out
+
+    def _char_table(self) -> np.ndarray:
+        """Code point → id (1 for unseen characters, -1 for whitespace), built once."""
+        if self._table is None:
+            chars = [token for token in self.tokens[2:] if len(token) == 1]
+            size = max([0x3000, *map(ord, chars)]) + 1  # U+3000 is the highest whitespace code point
+            table = np.ones(size, dtype=np.int64)
+            table[[c for c in range(size) if chr(c).isspace()]] = -1
+            table[[ord(c) for c in chars]] = [self._ids[c] for c in chars]
+            self._table = table
+        return self._table
 
     def encode_batch(self, texts: Sequence[str], max_length: int, min_length: int = 1) -> torch.Tensor:
         import torch  # here, not at the top: the ONNX classifier reads vocabularies without torch
