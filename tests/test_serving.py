@@ -9,13 +9,19 @@ import sys
 from pathlib import Path
 
 import lightning as L
+import numpy as np
+import onnx
+import onnx.numpy_helper
 import pytest
+import torch
 from conftest import read_demo
 
 from bert2textcnn.data.datamodule import TextDataModule
+from bert2textcnn.data.records import read_records
 from bert2textcnn.distill.schemes import SCHEMES
 from bert2textcnn.errors import UserError
 from bert2textcnn.inference import export as export_module
+from bert2textcnn.inference.precision import precision_gate
 from bert2textcnn.inference.predictor import StudentPredictor
 from bert2textcnn.inference.serving import OnnxClassifier
 
@@ -100,3 +106,56 @@ def test_speed_command_writes_comparable_json(small_data, tiny_teacher, tmp_path
     assert figures["ratio_b1"] == pytest.approx(figures["teacher"]["ms_b1_p50"] / figures["student"]["ms_b1_p50"])
     assert figures["student_matmul_bound"] > 0
     assert "student / teacher" in result.stdout and "student ceiling" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def trained_student(small_data, tmp_path_factory) -> str:
+    """A student sure enough of its labels that int8 rounding does not flip them."""
+    return trained_checkpoint("student", small_data, tmp_path_factory.mktemp("trained"), student_lr=3e-3)
+
+
+def test_an_int8_export_passes_its_gate_and_serves(trained_student, small_data, tmp_path):
+    records = read_records(small_data["val"])
+    texts, labels = [r.text for r in records], [r.label for r in records]
+    figures = export_module.export_student(trained_student, tmp_path / "int8", texts, "int8", labels)
+    assert figures["label_agreement"] >= 0.995 and figures["macro_f1_fp32"] - figures["macro_f1"] <= 0.002
+    metadata = json.loads((tmp_path / "int8" / "student.json").read_text(encoding="utf-8"))
+    assert metadata["precision"] == "int8"
+    fp32 = export_module.export_student(trained_student, tmp_path / "fp32", texts)
+    assert "label_agreement" not in fp32
+    int8_model = onnx.load(str(tmp_path / "int8" / "student.onnx"))
+    assert "DequantizeLinear" in {node.op_type for node in int8_model.graph.node}  # really quantised
+    served = OnnxClassifier(tmp_path / "int8").probabilities(texts)
+    assert (served.argmax(1) == OnnxClassifier(tmp_path / "fp32").probabilities(texts).argmax(1)).mean() >= 0.995
+
+
+def test_the_gate_refuses_a_broken_int8_model_and_writes_nothing(trained_student, small_data, tmp_path, monkeypatch):
+    real = export_module.quantize_int8
+
+    def broken(fp32, int8, encode, texts):  # quantise, then zero the embeddings: one label for every text
+        real(fp32, int8, encode, texts)
+        model = onnx.load(str(int8))
+        [embedding] = [tensor for tensor in model.graph.initializer if tensor.name.endswith("embedding.weight")]
+        zeros = np.zeros_like(onnx.numpy_helper.to_array(embedding))
+        embedding.CopyFrom(onnx.numpy_helper.from_array(zeros, embedding.name))
+        onnx.save(model, str(int8))
+
+    monkeypatch.setattr(export_module, "quantize_int8", broken)
+    records = read_records(small_data["val"])
+    with pytest.raises(UserError, match=r"int8 export refused, nothing written: the same label as fp32 on"):
+        export_module.export_student(trained_student, tmp_path / "out", [r.text for r in records], "int8")
+    assert not (tmp_path / "out" / "student.onnx").exists() and not (tmp_path / "out" / "student.json").exists()
+    with pytest.raises(UserError, match="ONNX Runtime's CPU provider has no bf16"):
+        export_module.export_student(trained_student, tmp_path / "out", ["好"], "bf16")
+
+
+def test_the_gate_says_by_how_much_a_lower_precision_missed():
+    fp32 = np.array([[0.9, 0.1]] * 100 + [[0.1, 0.9]] * 100, dtype=np.float32)
+    lower = fp32.copy()
+    lower[:2] = [0.4, 0.6]  # 2 of 200 labels flip: 99.0 % agreement, 0.5 % short
+    targets = torch.tensor([0] * 100 + [1] * 100)
+    with pytest.raises(UserError) as refused:
+        precision_gate("int8", fp32, lower, ["normal", "spam"], targets)
+    assert "99.00% of the check texts, 0.50% short of 99.5%" in str(refused.value)
+    assert "macro-F1 0.9900 against fp32's 1.0000, 0.0080 past the 0.002 allowed" in str(refused.value)
+    assert precision_gate("int8", fp32, fp32, ["normal", "spam"], targets)["label_agreement"] == 1.0

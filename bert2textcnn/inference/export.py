@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from bert2textcnn.errors import UserError
+from bert2textcnn.inference.precision import BF16_EXPORT, Precision, precision_gate, quantize_int8
 from bert2textcnn.inference.predictor import StudentPredictor
 from bert2textcnn.inference.serving import EXPORT_FORMAT, METADATA_FILE, MODEL_FILE, OnnxClassifier
 from bert2textcnn.models import Classifier
@@ -45,10 +46,20 @@ class _Probabilities(nn.Module):
         return self.student(**dict(zip(self.names, inputs, strict=True))).logits.softmax(dim=-1)
 
 
-def export_student(ckpt_path: str | Path, output: str | Path, check_texts: Sequence[str]) -> dict[str, float]:
-    """Write the export folder and return the parity figures; raise if the runtimes disagree."""
+def export_student(
+    ckpt_path: str | Path,
+    output: str | Path,
+    check_texts: Sequence[str],
+    precision: Precision = "fp32",
+    check_labels: Sequence[str] | None = None,
+) -> dict[str, float]:
+    """Write the export folder and return the parity figures; raise if the runtimes disagree. An
+    int8 export is the fp32 one quantised, kept only when it passes ``precision_gate`` on the check
+    texts (macro-F1 too when ``check_labels`` gives their labels)."""
     if not check_texts:
         raise UserError("export needs at least one text for the parity check")
+    if precision == "bf16":
+        raise UserError(BF16_EXPORT)
     predictor = StudentPredictor.from_checkpoint(ckpt_path)
     student, output = predictor.student.eval(), Path(output)
     if not getattr(student, "exportable", True):
@@ -61,18 +72,28 @@ def export_student(ckpt_path: str | Path, output: str | Path, check_texts: Seque
             "format": EXPORT_FORMAT,
             "student": student.describe(),
             "labels": predictor.labels,
+            "precision": precision,
             "source_checkpoint": str(ckpt_path),
         }
         (staging / METADATA_FILE).write_text(json.dumps(metadata, ensure_ascii=False), encoding="utf-8")
-        served = OnnxClassifier(staging).probabilities(check_texts)
+        fp32 = OnnxClassifier(staging)
+        served = fp32.probabilities(check_texts)
         reference = predictor.probabilities(check_texts).numpy()
         max_diff = float(abs(served - reference).max())
         if max_diff > PARITY_TOLERANCE:
             raise UserError(f"ONNX and PyTorch disagree by {max_diff:.2e} (> {PARITY_TOLERANCE}); nothing exported")
+        figures = {"max_abs_diff": max_diff, "texts": len(check_texts)}
+        if precision == "int8":
+            quantize_int8(staging / MODEL_FILE, staging / "int8.onnx", fp32.encode, check_texts)
+            os.replace(staging / "int8.onnx", staging / MODEL_FILE)
+            lower = OnnxClassifier(staging).probabilities(check_texts)
+            targets = None if check_labels is None else torch.tensor([predictor.labels.index(y) for y in check_labels])
+            figures |= precision_gate(precision, served, lower, predictor.labels, targets)
         for name in (MODEL_FILE, METADATA_FILE):
             os.replace(staging / name, output / name)  # same filesystem: each file appears whole
-    log.info("Exported %s to %s (parity on %d texts: max |Δp| = %.1e)", ckpt_path, output, len(check_texts), max_diff)
-    return {"max_abs_diff": max_diff, "texts": len(check_texts)}
+    log.info("Exported %s to %s (%s; parity on %d texts: max |Δp| = %.1e)", ckpt_path, output, precision,
+             len(check_texts), max_diff)  # fmt: skip
+    return figures
 
 
 def _write_onnx(student: Classifier, texts: Sequence[str], path: Path) -> None:
