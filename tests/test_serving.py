@@ -16,12 +16,13 @@ import pytest
 import torch
 from conftest import read_demo
 
+from bert2textcnn.bench.speed import PATHS
 from bert2textcnn.data.datamodule import TextDataModule
 from bert2textcnn.data.records import read_records
 from bert2textcnn.distill.schemes import SCHEMES
 from bert2textcnn.errors import UserError
 from bert2textcnn.inference import export as export_module
-from bert2textcnn.inference.precision import precision_gate
+from bert2textcnn.inference.precision import cpu_has_bf16, precision_gate
 from bert2textcnn.inference.predictor import StudentPredictor
 from bert2textcnn.inference.serving import OnnxClassifier
 
@@ -106,6 +107,15 @@ def test_speed_command_writes_comparable_json(small_data, tiny_teacher, tmp_path
     assert figures["ratio_b1"] == pytest.approx(figures["teacher"]["ms_b1_p50"] / figures["student"]["ms_b1_p50"])
     assert figures["student_matmul_bound"] > 0
     assert "student / teacher" in result.stdout and "student ceiling" in result.stdout
+    # Every path side by side: each lower precision timed, or the reason it is not.
+    assert ("student_bf16" in figures) == cpu_has_bf16() != ("student_bf16" in figures["unavailable"])
+    assert ("student_onnx_int8" in figures) != ("student_onnx_int8" in figures["unavailable"])
+    best = figures["best_b64"]
+    assert best in PATHS and best != "teacher"
+    rates = {path: figures[path]["texts_per_s_b64"] for path in PATHS if path in figures and path != "teacher"}
+    assert figures[best]["texts_per_s_b64"] == max(rates.values())
+    assert figures["ratio_b64_best"] == pytest.approx(max(rates.values()) / figures["teacher"]["texts_per_s_b64"])
+    assert "best student path / teacher" in result.stdout
 
 
 @pytest.fixture(scope="module")

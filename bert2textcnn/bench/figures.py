@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torchmetrics.functional.classification import binary_precision_recall_curve
 
+from bert2textcnn.bench.speed import PATHS
 from bert2textcnn.files import atomic_write
 
 
@@ -92,10 +93,10 @@ def pr_curves(
 
 def throughput(path: Path, speed: dict[str, Any]) -> None:
     plt = _pyplot()
-    models = ["student", "student_onnx", "teacher"]
+    models = [path for path in PATHS if path in speed]
     values = [speed[m]["texts_per_s_b64"] for m in models]
-    figure, axes = plt.subplots(figsize=(5.5, 3))
-    bars = axes.barh(models, values, color=["tab:blue", "tab:cyan", "tab:orange"])
+    figure, axes = plt.subplots(figsize=(5.5, 0.5 * len(models) + 1.5))
+    bars = axes.barh(models, values, color=["tab:orange" if m == "teacher" else "tab:blue" for m in models])
     axes.bar_label(bars, [f"{v:,.0f}/s" for v in values], padding=3)
     axes.set_xscale("log")
     axes.set_xlabel(f"texts per second, raw text in, batch {speed['setup']['batch_size']} (log scale)")

@@ -13,6 +13,7 @@ import torch
 
 from bert2textcnn.bench.figures import draw_all
 from bert2textcnn.bench.plan import DISTILLED, Run
+from bert2textcnn.bench.speed import PATHS
 from bert2textcnn.checkpoint import project_record
 from bert2textcnn.data.records import Record
 from bert2textcnn.distill.metrics import ClassificationMetrics, CompatibilityMetrics
@@ -225,7 +226,7 @@ def report(
             "| model | texts/s, batch 64 | ms, batch 1 (p50) | ms, batch 1 (p95) |",
             "|---|---|---|---|",
         ]
-        for model in ("student", "student_onnx", "teacher"):
+        for model in (path for path in PATHS if path in speed):
             row = speed[model]
             lines.append(
                 f"| {model} | {row['texts_per_s_b64']:,.0f} | {row['ms_b1_p50']:.3f} | {row['ms_b1_p95']:.3f} |"

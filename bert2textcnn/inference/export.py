@@ -84,7 +84,10 @@ def export_student(
             raise UserError(f"ONNX and PyTorch disagree by {max_diff:.2e} (> {PARITY_TOLERANCE}); nothing exported")
         figures = {"max_abs_diff": max_diff, "texts": len(check_texts)}
         if precision == "int8":
-            quantize_int8(staging / MODEL_FILE, staging / "int8.onnx", fp32.encode, check_texts)
+            try:
+                quantize_int8(staging / MODEL_FILE, staging / "int8.onnx", fp32.encode, check_texts)
+            except Exception as err:  # the quantiser raises many kinds, on graphs it cannot handle
+                raise UserError(f"int8 quantisation of a {student.kind} student failed: {err}") from None
             os.replace(staging / "int8.onnx", staging / MODEL_FILE)
             lower = OnnxClassifier(staging).probabilities(check_texts)
             targets = None if check_labels is None else torch.tensor([predictor.labels.index(y) for y in check_labels])
