@@ -15,6 +15,7 @@ texts, and, where they are labelled, a macro-F1 within ``MACRO_F1_GATE`` of fp32
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -59,8 +60,16 @@ def quantize_int8(fp32: Path, int8: Path, encode: Callable[[Sequence[str]], dict
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.batches, None)
 
-    quantize_static(str(fp32), str(int8), Batches(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8, op_types_to_quantize=["Conv", "MatMul", "Gemm"])  # fmt: skip
+    # The quantiser warns through the root logger ("consider pre-processing"), which would give the
+    # root logger a handler for good and print every later log line twice: a handler for the call.
+    quiet = logging.NullHandler()
+    logging.getLogger().addHandler(quiet)
+    try:
+        quantize_static(str(fp32), str(int8), Batches(), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        op_types_to_quantize=["Conv", "MatMul", "Gemm"])  # fmt: skip
+    finally:
+        logging.getLogger().removeHandler(quiet)
 
 
 def macro_f1(probabilities: np.ndarray, targets: torch.Tensor, labels: Sequence[str]) -> float:
