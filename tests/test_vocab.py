@@ -50,7 +50,7 @@ EDGE_TEXTS = ["", "  ", "A B\tC\u3000D", "😀x😀", "İstanbul", "ΟΔΟΣ Ο�
 def same_ids_both_ways(vocab: Vocab, batches: list[list[str]]) -> None:
     for batch in batches:
         for max_length, min_length in ((128, 1), (3, 5), (1, 1)):
-            fast = vocab.padded_array(batch, max_length, min_length)
+            fast = vocab.batched_char_ids(batch, max_length, min_length)
             by_text = np.array(vocab.padded_ids(batch, max_length, min_length), dtype=np.int64)
             assert fast.shape == by_text.shape and np.array_equal(fast, by_text), (batch, max_length, min_length)
 
@@ -59,8 +59,9 @@ def same_ids_both_ways(vocab: Vocab, batches: list[list[str]]) -> None:
 def test_the_batched_character_lookup_gives_the_ids_text_by_text_tokenising_gives(lowercase):
     vocab = Vocab.build([*EDGE_TEXTS[3:], "ος"], "char", lowercase)  # whitespace, astral, Greek final sigma, İ
     same_ids_both_ways(vocab, [EDGE_TEXTS, [""], ["", "ab"], EDGE_TEXTS[::-1]])
-    with_mask = ["加[MASK]微信", "好"]  # a marker is one <unk> token: the text-by-text path
+    with_mask = ["加[MASK]微信", *EDGE_TEXTS]  # a marker is one <unk> token: the text-by-text path
     assert vocab.padded_array(with_mask, 10).tolist() == vocab.padded_ids(with_mask, 10)
+    assert vocab.padded_array(EDGE_TEXTS, 10).tolist() == vocab.padded_ids(EDGE_TEXTS, 10)  # batched
 
 
 def test_the_batched_character_lookup_on_real_sms(sms_spam):
