@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bert2textcnn.compat.historical import CheckpointModel, Ensemble, ScoresFile, label_order, load_historical
+from bert2textcnn.compat.historical import CheckpointModel, ScoresFile, average, label_order, load_historical
 from bert2textcnn.data.datamodule import TextDataModule
 from bert2textcnn.distill.losses import (
     focal_weights,
@@ -272,7 +272,7 @@ def test_several_old_models_are_compared_as_their_ensemble_and_one_by_one(small_
 def test_an_ensemble_averages_probabilities_on_the_rows_every_model_scores():
     first = (torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([True, True]))
     second = (torch.tensor([[0.0, 2.0], [5.0, 0.0]]), torch.tensor([True, False]))
-    logits, mask = Ensemble.combine([first, second])
+    logits, mask = average([first, second])
     assert mask.tolist() == [True, False]
     expected = (F.softmax(first[0][0], -1) + F.softmax(second[0][0], -1)) / 2
     assert torch.allclose(logits[0].softmax(-1), expected, atol=1e-6)

@@ -23,6 +23,7 @@ from bert2textcnn.inference.predictor import StudentPredictor
 
 log = logging.getLogger(__name__)
 CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
+Scored = tuple[torch.Tensor, torch.Tensor]  # (batch, classes) logits and the (batch,) mask of scored rows
 
 
 class HistoricalModel(Protocol):
@@ -45,33 +46,34 @@ def load_historical(path: str, labels: Sequence[str], text_column: str = "text")
     )
 
 
-def load_reference(sources: str | Sequence[str], labels: Sequence[str], text_column: str = "text") -> HistoricalModel:
-    """The old model a student is compared with: one, or the ensemble of several."""
-    models = [
-        load_historical(source, labels, text_column) for source in ([sources] if isinstance(sources, str) else sources)
-    ]
-    return models[0] if len(models) == 1 else Ensemble(models)
+def load_reference(sources: str | Sequence[str], labels: Sequence[str], text_column: str = "text") -> Reference:
+    """The old model, or models, a student is compared with (``--model.compare_to``)."""
+    named = [sources] if isinstance(sources, str) else list(sources)
+    return Reference([load_historical(source, labels, text_column) for source in named])
 
 
-class Ensemble:
-    """Several old models as one reference: their probabilities averaged, on the rows every one of
-    them scores (a scores file may lack some)."""
+class Reference:
+    """The old model(s) a student is compared with; several count as one ensemble, their
+    probabilities averaged on the rows every one of them scores (a scores file may lack some),
+    and are compared one by one as well."""
 
     def __init__(self, parts: Sequence[HistoricalModel]) -> None:
         self.parts = list(parts)
-        self.source = "the average of " + ", ".join(part.source for part in self.parts)
+        self.part_sources = [part.source for part in self.parts] if len(self.parts) > 1 else []
+        self.source = "the average of " + ", ".join(self.part_sources) if self.part_sources else self.parts[0].source
 
-    def scored(self, texts: Sequence[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Each part's (logits, mask)."""
-        return [part.logits(texts) for part in self.parts]
+    def scores(
+        self, texts: Sequence[str]
+    ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """(log-probabilities, mask) of the reference, and each part's (logits, mask) when there are several."""
+        scored = [part.logits(texts) for part in self.parts]
+        return (*average(scored), scored if self.part_sources else [])
 
-    @staticmethod
-    def combine(scored: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-        probabilities = torch.stack([logits.softmax(-1) for logits, _ in scored]).mean(0)
-        return probabilities.clamp_min(1e-12).log(), torch.stack([mask for _, mask in scored]).all(0)
 
-    def logits(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.combine(self.scored(texts))
+def average(scored: Sequence[Scored]) -> Scored:
+    """The models' mean probabilities (as log-probabilities) on the rows they all score."""
+    probabilities = torch.stack([logits.softmax(-1) for logits, _ in scored]).mean(0)
+    return probabilities.clamp_min(1e-12).log(), torch.stack([mask for _, mask in scored]).all(0)
 
 
 def label_order(theirs: Sequence[str], ours: Sequence[str], source: str) -> list[int]:

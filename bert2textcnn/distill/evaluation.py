@@ -39,7 +39,7 @@ class Evaluation(nn.Module):
         self.compatibility = nn.ModuleDict({stage: CompatibilityMetrics(positive) for stage in STAGES})
 
     def compare_with_each(self, parts: int) -> None:
-        """Several old models: beside their ensemble, a comparison with each (``old1``, …)."""
+        """Several old models: beside their ensemble, a comparison with each (``old1``, …); none for one."""
         for stage in STAGES:
             for k in range(1, parts + 1):
                 self.compatibility[f"{stage}_old{k}"] = CompatibilityMetrics(self.positive)
@@ -94,15 +94,13 @@ class Evaluation(nn.Module):
             compatibility.reset()
         return results
 
-    def print_test_report(
-        self, results: dict[str, Any], scheme: str, reference: str | None, parts: list[str] | None = None
-    ) -> None:
+    def print_test_report(self, results: dict[str, Any], scheme: str, reference: str | None, parts: list[str]) -> None:
         """Each model's per-class table, then the student against the old model(s): the reference
         (an ensemble's average) first, then each part of an ensemble."""
         compared = {key: results.pop(key) for key in [k for k in results if k.startswith("compatibility")]}
         for role, values in results.items():
             print("\n" + self.metrics[f"test_{role}"].report(values, f"Test report · {role} ({scheme})"))
-        names = {"compatibility": reference} | {f"compatibility_old{k}": p for k, p in enumerate(parts or [], 1)}
+        names = {"compatibility": reference} | {f"compatibility_old{k}": p for k, p in enumerate(parts, 1)}
         for key, values in compared.items():
             print(f"\nStudent vs {names[key]} (old model):")
             for name, value in values.items():

@@ -17,7 +17,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
 from bert2textcnn.checkpoint import drop_weights, write_record
-from bert2textcnn.compat.historical import Ensemble, HistoricalModel, load_reference
+from bert2textcnn.compat.historical import Reference, load_reference
 from bert2textcnn.distill.evaluation import Evaluation, positive_index
 from bert2textcnn.distill.finite import finite_or_stop
 from bert2textcnn.distill.hints import REGRESSOR, Hints
@@ -81,7 +81,7 @@ class DistillationModule(L.LightningModule):
         self.student_extras = nn.ModuleDict()
         self.positive_index = positive_index(self.labels, options[EvaluationOptions].positive_label)
         self.evaluation = Evaluation(self.labels, self.roles, self.positive_index)
-        self.reference: HistoricalModel | None = None  # loaded in setup, when there is one
+        self.reference: Reference | None = None  # loaded in setup, when there is one
         self.automatic_optimization = not self.separate_optimizers  # several: stepped in training_step
         distill = options[DistillOptions] if DistillOptions in options else DistillOptions()
         gate = distill.teacher_gate if self.teacher_learns_jointly else None  # a frozen teacher is checked once
@@ -143,8 +143,7 @@ class DistillationModule(L.LightningModule):
         source = self.reference_source()
         if source and stage != "predict" and self.student is not None and self.reference is None:
             self.reference = load_reference(source, self.labels, self.trainer.datamodule.columns[0])
-            if isinstance(self.reference, Ensemble):
-                self.evaluation.compare_with_each(len(self.reference.parts))
+            self.evaluation.compare_with_each(len(self.reference.part_sources))
             log.info(
                 "Comparing the student with %s (coverage of its %r hits, flip rates)",
                 self.reference.source,
@@ -176,11 +175,8 @@ class DistillationModule(L.LightningModule):
             batch["student_inputs"] = self.student.encode(texts)
         if self.teacher is not None:
             batch["teacher_inputs"] = self.teacher.encode(texts)
-        if isinstance(self.reference, Ensemble) and not self.trainer.training:
-            batch["reference_parts"] = self.reference.scored(texts)
-            batch["reference_logits"], batch["reference_mask"] = Ensemble.combine(batch["reference_parts"])
-        elif self.reference is not None and not self.trainer.training:
-            batch["reference_logits"], batch["reference_mask"] = self.reference.logits(texts)
+        if self.reference is not None and not self.trainer.training:
+            batch["reference_logits"], batch["reference_mask"], batch["reference_parts"] = self.reference.scores(texts)
         return batch
 
     def student_output(self, batch: dict[str, Any]) -> ModelOutput:
@@ -285,8 +281,9 @@ class DistillationModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         results = self.evaluation.finish(self, "test")
         if self.trainer.is_global_zero:
-            parts = [part.source for part in self.reference.parts] if isinstance(self.reference, Ensemble) else None
-            self.evaluation.print_test_report(results, self.name, self.reference and self.reference.source, parts)
+            reference = self.reference
+            sources = (reference.source, reference.part_sources) if reference else (None, [])
+            self.evaluation.print_test_report(results, self.name, *sources)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         model = self.student_logits if self.student is not None else self.teacher_logits
