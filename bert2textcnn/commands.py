@@ -19,17 +19,10 @@ from bert2textcnn.data.records import (
     check_labels,
     label_map,
     read_records,
-    read_texts,
 )
 from bert2textcnn.data.survey import survey
 from bert2textcnn.errors import DataError, UserError
 from bert2textcnn.models.fastbert import FastBert
-
-
-def _texts(path: str | None, text_column: str) -> list[str]:
-    if path:
-        return read_texts(path, text_column)
-    return [text for split in ("test", "val", "train") for text in read_texts(demo_path(split))]
 
 
 def _records(path: str | None, text_column: str, label_column: str) -> list[Record]:
@@ -108,17 +101,17 @@ def speed(
     """
     from bert2textcnn.bench.speed import measure, report, write_json  # needs the `export` extra
 
+    records = _records(texts, text_column, label_column)
     if student_description(read_checkpoint(ckpt_path))["kind"] == FastBert.kind:
         from bert2textcnn.bench.exit_curve import EXIT_SPEEDS, curve_table, measure_curve
 
-        records = _records(texts, text_column, label_column)
         results = measure_curve(ckpt_path, records, threads, speeds or EXIT_SPEEDS, latency_texts, min_seconds)
         setup = results["setup"]
         print(f"{setup['texts']} texts, torch.set_num_threads({threads}); macro-F1 needs every text labelled\n")
         print("\n".join(curve_table(results["exit_curve"])))
     else:
         results = measure(
-            ckpt_path, _texts(texts, text_column), threads, batch_size, latency_texts, min_seconds, teacher
+            ckpt_path, [r.text for r in records], threads, batch_size, latency_texts, min_seconds, teacher
         )
         print(report(results))
     if output:
