@@ -129,14 +129,14 @@ def measure(
     with tempfile.TemporaryDirectory() as export_dir:
         export_student(ckpt_path, f"{export_dir}/fp32", texts[:batch_size])
         onnx = OnnxClassifier(f"{export_dir}/fp32", threads=threads, batch_size=batch_size)
-        encode = student.student.encode
+        student_encode = student.student.encode  # not `encode`: the timing loop below rebinds that name
         models: dict[str, tuple[Run, Run, Run]] = {  # end to end, from encoded inputs, encoder
-            "student": (student.probabilities, student_forward, encode),
+            "student": (student.probabilities, student_forward, student_encode),
             "student_onnx": (lambda b: onnx.run(onnx.encode(b)), onnx.run, onnx.encode),
         }
         results: dict[str, Any] = {"unavailable": {}}
         if cpu_has_bf16():
-            models["student_bf16"] = (lambda b: student_bf16(encode(b)), student_bf16, encode)
+            models["student_bf16"] = (lambda b: student_bf16(student_encode(b)), student_bf16, student_encode)
         else:
             results["unavailable"]["student_bf16"] = "this CPU has no native bf16 (AVX-512 BF16 or AMX)"
         try:  # the int8 export's own gate, on the timed texts: the same label as fp32 on 99.5 % of them
