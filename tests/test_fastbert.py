@@ -149,10 +149,11 @@ def test_stage_one_moves_the_backbone_stage_two_only_the_branches(tiny_teacher, 
         p = full.logits.softmax(-1)
         kl = (p * (p.log() - branch.log_softmax(-1))).sum(-1).mean()
         ce = torch.nn.functional.cross_entropy(branch, batch["label"])
-    assert math.isclose(terms["loss"].item(), (kl + 0.5 * ce).item(), rel_tol=1e-5)
+    # KL between near-equal distributions cancels: float32 leaves ~1e-8 of absolute noise, hence abs_tol.
+    assert math.isclose(terms["loss"].item(), (kl + 0.5 * ce).item(), rel_tol=1e-4, abs_tol=1e-6)
     batch["label"] = torch.full_like(batch["label"], -1)  # unlabelled rows: self-distillation alone
     unlabelled = model.loss_terms(batch)
-    assert math.isclose(unlabelled["loss"].item(), kl.item(), rel_tol=1e-5) and unlabelled["loss_ce_layer1"] == 0
+    assert math.isclose(unlabelled["loss"].item(), kl.item(), rel_tol=1e-4, abs_tol=1e-6) and unlabelled["loss_ce_layer1"] == 0
 
 
 def read_rows(path) -> list[dict[str, str]]:
