@@ -25,6 +25,8 @@ from bert2textcnn.inference import export as export_module
 from bert2textcnn.inference.precision import cpu_has_bf16, precision_gate
 from bert2textcnn.inference.predictor import StudentPredictor
 from bert2textcnn.inference.serving import OnnxClassifier
+from bert2textcnn.models.folded_textcnn import FoldedTextCNN
+from bert2textcnn.models.protocol import logits_in_order
 
 REPO = Path(__file__).resolve().parents[1]
 TEXTS = [row["text"] for row in read_demo("test")] + ["好", "QQ", "加微信领取免费会员，点击 http://x.cn 立即领取"]
@@ -62,6 +64,12 @@ def test_export_agrees_with_pytorch_and_predicts_the_same_labels(exported, stude
     assert abs(served.probabilities(TEXTS) - torch_model.probabilities(TEXTS).numpy()).max() <= 1e-5
     assert [label for label, _ in served.predict(TEXTS)] == [label for label, _ in torch_model.predict(TEXTS)]
     assert served.probabilities([]).shape == (0, 2)
+    # The graph is the folded student (row lookups, no convolution), checked against the trained form.
+    assert isinstance(torch_model.serving, FoldedTextCNN)
+    operators = {node.op_type for node in onnx.load(str(exported / "student.onnx")).graph.node}
+    assert "Gather" in operators and "Conv" not in operators
+    trained = logits_in_order(torch_model.student, TEXTS, 2).softmax(-1).numpy()
+    assert abs(served.probabilities(TEXTS) - trained).max() <= 1e-5
 
 
 @pytest.mark.slow
@@ -134,7 +142,8 @@ def test_an_int8_export_passes_its_gate_and_serves(trained_student, small_data, 
     fp32 = export_module.export_student(trained_student, tmp_path / "fp32", texts)
     assert "label_agreement" not in fp32
     int8_model = onnx.load(str(tmp_path / "int8" / "student.onnx"))
-    assert "DequantizeLinear" in {node.op_type for node in int8_model.graph.node}  # really quantised
+    int8_operators = {node.op_type for node in int8_model.graph.node}
+    assert {"DequantizeLinear", "Conv"} <= int8_operators  # the trained form's convolutions, quantised
     served = OnnxClassifier(tmp_path / "int8").probabilities(texts)
     assert (served.argmax(1) == OnnxClassifier(tmp_path / "fp32").probabilities(texts).argmax(1)).mean() >= 0.995
 
