@@ -139,6 +139,7 @@ def benchmark(
     teacher_epochs: int | None = None,
     teacher_model: dict[str, Any] | None = None,
     rco_anchors: int = 3,
+    old_models: list[dict[str, Any]] | None = None,
 ) -> None:
     """Train the teacher, the plain student and every scheme for each seed; write a report folder.
 
@@ -177,11 +178,17 @@ def benchmark(
             teacher``), e.g. ``'{teacher_lr: 1e-4}'``.
         rco_anchors: Checkpoints that teacher keeps along its run (``--model.save_anchors``)
             when ``rco`` is benchmarked: the route it follows.
+        old_models: The production models each seed's students replace, trained per seed, that
+            coverage and flip rates are measured against and ``multi_teacher`` learns from (sharing
+            ``historical_weight``). Each is a plain student's ``data`` and ``model`` options:
+            ``'[{data: {tokenizer: jieba}}]'``, ``'[{}, {model: {student: bert, student_layers: 1}}]'``
+            (``{}``: the plain student itself, the default). Several: compared with their averaged
+            probabilities and with each (the report's Old models table).
     """
     chosen = DISTILLED if schemes == "all" else list(schemes)
     runs = plan(
         chosen, seeds, epochs, label_fraction, low_label_epochs, low_label_teacher_lr, historical_weight, model,
-        teacher_length_grouping, distilled_data, teacher_epochs, teacher_model, rco_anchors,
+        teacher_length_grouping, distilled_data, teacher_epochs, teacher_model, rco_anchors, old_models,
     )  # fmt: skip
     run_all(data or BenchmarkData(), output, runs, teacher, speed, threads, train)
 

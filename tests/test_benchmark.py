@@ -279,3 +279,72 @@ def test_a_variant_runs_only_for_the_schemes_that_take_its_options():
     kinds = {run.name for run in plan(["offline", "fastbert", "theseus"], 1, 1, model=[{}, {"student": "bert"}])}
     assert {"offline (student=bert)", "fastbert", "theseus"} <= kinds  # a student kind is a variant where it is free
     assert not {"fastbert (student=bert)", "theseus (student=bert)"} & kinds
+
+
+def test_old_models_are_trained_per_seed_and_share_the_historical_weight():
+    from bert2textcnn.bench.plan import plan
+    from bert2textcnn.errors import UserError
+
+    runs = plan(["offline", "multi_teacher"], seeds=2, epochs=1, historical_weight=0.3,
+                old_models=[{}, {"data": {"tokenizer": "jieba"}}])  # fmt: skip
+    old = next(run for run in runs if run.name == "old (tokenizer=jieba)" and run.seed == 1)
+    assert old.scheme == "student" and old.data == {"tokenizer": "jieba"} and old.plain_run == "student-seed1"
+    mixed = next(run for run in runs if run.scheme == "multi_teacher" and run.seed == 1)
+    assert mixed.old_runs == ["student-seed1", "old__tokenizer_jieba_-seed1"]
+    assert mixed.hparams["historical_weights"] == [0.15, 0.15]
+    assert next(run for run in runs if run.scheme == "offline" and run.seed == 1).old_runs == mixed.old_runs
+    assert [run.name for run in runs].index("old (tokenizer=jieba)") < [run.name for run in runs].index("offline")
+    default = plan(["multi_teacher"], seeds=1, epochs=1)  # the plain student alone, as before the option
+    assert all(run.old_runs == [] for run in default)
+    assert next(run for run in default if run.scheme == "multi_teacher").hparams["historical_weights"] == [0.3]
+    with pytest.raises(UserError, match=r"--old_models: the plain student takes no \['alpha'\]"):
+        plan(["offline"], 1, 1, old_models=[{"model": {"alpha": 0.5}}])
+    with pytest.raises(UserError, match=r"--old_models: \['tokenizer'\]"):
+        plan(["offline"], 1, 1, old_models=[{"tokenizer": "jieba"}])
+
+
+def test_a_record_written_before_old_runs_existed_is_still_current():
+    from dataclasses import asdict
+
+    from bert2textcnn.bench.plan import Run, same_run
+
+    run = Run("offline", "offline", 0, plain_run="student-seed0")
+    older = {key: value for key, value in asdict(run).items() if key != "old_runs"}
+    assert same_run(older, run)
+    assert not same_run(older, Run("offline", "offline", 0, plain_run="student-seed0", old_runs=["old-seed0"]))
+
+
+def test_flips_are_measured_against_each_old_model_and_their_average():
+    import torch
+
+    from bert2textcnn.bench.report import compatibility_with_old
+
+    targets = torch.tensor([0, 1, 0, 1])
+    right = [[0.9, 0.1], [0.1, 0.9], [0.9, 0.1], [0.1, 0.9]]
+    wrong_twice = [[0.2, 0.8], [0.1, 0.9], [0.9, 0.1], [0.8, 0.2]]  # wrong on rows 0 and 3
+    new = [[0.3, 0.7], [0.1, 0.9], [0.9, 0.1], [0.6, 0.4]]  # wrong on rows 0 and 3 too
+    figures = compatibility_with_old(new, [right, wrong_twice], targets, positive=1)
+    assert figures["negative_flip_rate_old1"] == 0.5 and figures["negative_flip_rate_old2"] == 0.0
+    assert figures["positive_flip_rate_old2"] == 0.0 and figures["coverage_old1"] == 0.5
+    # The average, [0.55, 0.45] on row 0 and [0.45, 0.55] on row 3, is right everywhere: two flips.
+    assert figures["negative_flip_rate"] == 0.5 and figures["agreement"] == 0.5
+    alone = compatibility_with_old(new, [wrong_twice], targets, positive=1)
+    assert alone["negative_flip_rate"] == 0.0 and not any(key.endswith("_old1") for key in alone)
+
+
+def test_a_jieba_old_model_beside_the_plain_one_reaches_the_report(tiny_teacher, tmp_path):
+    output = tmp_path / "old"
+    benchmark(output, tiny_teacher, "[multi_teacher]", "--speed", "false", "--label_fraction", "null",
+              "--old_models", "[{}, {data: {tokenizer: jieba}}]")  # fmt: skip
+    old = json.loads((output / "runs" / "old__tokenizer_jieba_-seed0.json").read_text(encoding="utf-8"))
+    mixed = json.loads((output / "runs" / "multi_teacher-seed0.json").read_text(encoding="utf-8"))
+    import torch
+
+    hparams = torch.load(mixed["checkpoint"], map_location="cpu", weights_only=True)["hyper_parameters"]
+    assert hparams["historical"] == [str(output / "runs" / "student-seed0.ckpt"), old["checkpoint"]]
+    assert hparams["historical_weights"] == [0.15, 0.15]
+    with open(output / "results.csv", encoding="utf-8") as file:
+        row = next(row for row in csv.DictReader(file) if row["name"] == "multi_teacher")
+    assert {"negative_flip_rate_old1", "negative_flip_rate_old2", "negative_flip_rate"} <= row.keys()
+    report_text = (output / "report.md").read_text(encoding="utf-8")
+    assert "## Old models" in report_text and "NFR vs old (tokenizer=jieba)" in report_text

@@ -5,10 +5,11 @@ report folder. Finished runs are skipped on a second call, so an interrupted ben
         --schemes all --seeds 3 --output reports/sms_spam_zh [--label_fraction 0.05]
 
 The teacher is fine-tuned once, with length-grouped batches (faster, and harmless to BERT here),
-and reused by every seed: `offline` reads it through its logits cache, `multi_teacher` holds it
-frozen beside its historical model. Each seed trains the plain `student`: the baseline, and the
+and reused by every seed: `offline` and `multi_teacher` read it through the logits cache
+(`multi_teacher` beside its historical models). Each seed trains the plain `student`: the baseline, and the
 "production" model that `multi_teacher` learns from and every student is compared with
-(coverage, negative flip rate).
+(coverage, negative flip rate) — or, with ``--old_models``, other old models of that seed: a
+jieba TextCNN, a small BERT, several of them (compared with each and with their average).
 Every run trains for the same epochs (the full-label teacher may take fewer: ``--teacher_epochs``,
 for data sets where one BERT epoch costs the better part of an hour) and is scored after its last
 one — no checkpoint selection, so the test file is read once, after training.
@@ -32,7 +33,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from bert2textcnn.bench.plan import BenchmarkData, Run, defaults, same_settings, settings
+from bert2textcnn.bench.plan import BenchmarkData, Run, defaults, old_models_of, same_run, same_settings, settings
 from bert2textcnn.bench.report import write_report
 from bert2textcnn.checkpoint import AtomicCheckpointIO
 from bert2textcnn.data.augment import Augmentation
@@ -61,7 +62,8 @@ def train(run: Run, data: BenchmarkData, teacher: str | None, folder: Path, done
     options = dict(run.data)
     if isinstance(options.get("augment"), dict):
         options["augment"] = Augmentation(**options["augment"])
-    datamodule = TextDataModule(**shared, val_path=data.test_path, learn_from_unlabeled=scheme.distils, **options)
+    # The run's own data options win over the shared ones (an old model's own tokenizer).
+    datamodule = TextDataModule(**(shared | options), val_path=data.test_path, learn_from_unlabeled=scheme.distils)
     hparams = {"teacher": teacher, **run.hparams}
     declared = defaults(scheme)  # what the scheme takes decides what it is given
     if "teacher_checkpoint" in declared and run.teacher_run:  # the benchmark's fine-tuned teacher, frozen
@@ -73,8 +75,8 @@ def train(run: Run, data: BenchmarkData, teacher: str | None, folder: Path, done
         hparams["anchor_dir"] = str(anchors)
     if "cache_dir" in declared:
         hparams["cache_dir"] = str(folder / "cache")
-    if "historical" in declared:  # the plain student of the same seed plays the production model
-        hparams["historical"] = [done[run.plain_run]["checkpoint"]]
+    if "historical" in declared:  # the old models of the same seed (the plain student) play production
+        hparams["historical"] = [done[key]["checkpoint"] for key in old_models_of(run)]
     model = scheme(labels=datamodule.labels, vocab=datamodule.vocab, max_length=datamodule.max_length, **hparams)
     trainer = L.Trainer(
         max_epochs=run.epochs,
@@ -140,8 +142,8 @@ def run_all(
         where = f"[{number}/{len(runs)}] {run.name} · seed {run.seed}"
         if path.is_file():
             record = json.loads(path.read_text(encoding="utf-8"))
-            retrained_inputs = sorted({run.teacher_run, run.plain_run} & trained_now)
-            if record["run"] != asdict(run) or not same_settings(record.get("settings"), settings(run)):
+            retrained_inputs = sorted(({run.teacher_run, run.plain_run} | set(run.old_runs)) & trained_now)
+            if not same_run(record["run"], run) or not same_settings(record.get("settings"), settings(run)):
                 print(f"{where}: trained earlier with other settings, training again", flush=True)
             elif retrained_inputs:
                 print(f"{where}: {', '.join(retrained_inputs)} trained again since, training again", flush=True)

@@ -6,7 +6,7 @@ import inspect
 import itertools
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bert2textcnn.data.datamodule import TextDataModule
@@ -51,6 +51,9 @@ class Run:
     teacher_run: str | None = None  # key of the run whose fine-tuned teacher is distilled, frozen
     plain_run: str | None = None  # key of the plain student this run is compared with
     epochs: int = 2
+    # Keys of the old (production) models this run is compared with and `multi_teacher` learns
+    # from; empty: the plain student alone.
+    old_runs: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -72,6 +75,16 @@ def settings(run: Run) -> dict[str, Any]:
         model["student_lr"] = kind_of(model["student"]).default_lr
     resolved = {"model": model, "data": defaults(TextDataModule) | run.data}
     return json.loads(json.dumps(resolved, default=str))  # as a record read back from disk
+
+
+def old_models_of(run: Run) -> list[str]:
+    """Keys of the old models ``run`` is compared with: its ``old_runs``, else its plain student."""
+    return run.old_runs or ([run.plain_run] if run.plain_run else [])
+
+
+def same_run(recorded: dict[str, Any], run: Run) -> bool:
+    """Whether a record was written for ``run``; a field ``Run`` gained since counts at its default."""
+    return {**asdict(Run(run.name, run.scheme, run.seed)), **recorded} == asdict(run)
 
 
 def same_settings(recorded: dict[str, Any] | None, current: dict[str, Any]) -> bool:
@@ -113,11 +126,13 @@ def plan(
     teacher_epochs: int | None = None,
     teacher_model: dict[str, Any] | None = None,
     rco_anchors: int = 3,
+    old_models: list[dict[str, Any]] | None = None,
 ) -> list[Run]:
     """Every run, each after the runs it builds on. ``model`` overrides the distilled runs'
     hyper-parameters (a list: one set of runs per entry) and ``distilled_data`` their data-module
     options (e.g. an augmented transfer set); both show in the runs' names, so variants share a
     folder and a report with the teacher and the plain students they are compared with.
+    ``old_models`` are the production models of each seed (``old_model_runs``).
 
     The schemes that train a BERT beside the student take most of the time: they come last,
     seed by seed, so an interrupted benchmark already holds every other row for every seed."""
@@ -139,13 +154,18 @@ def plan(
     runs = [teacher]
     for seed in range(seeds):
         plain = Run("student", "student", seed, epochs=epochs)
-        runs.append(plain)
+        old = old_model_runs(old_models or [{}], plain)
+        runs += [plain, *(run for run in old if run is not plain)]
+        old_runs = [] if old == [plain] else [run.key for run in old]  # [] keeps the records of before
         for scheme in schemes:
             takes = defaults(SCHEMES[scheme]).keys()
-            hparams = {"historical_weights": [historical_weight]} if "historical_weights" in takes else {}
+            # The old models share the historical weight: BERT keeps 1 - historical_weight, however many.
+            shares = [historical_weight / len(old)] * len(old)
+            hparams = {"historical_weights": shares} if "historical_weights" in takes else {}
             teacher_run = teacher.key if {"teacher_checkpoint", "teacher_route"} & takes else None
+            shared = {"teacher_run": teacher_run, "plain_run": plain.key, "epochs": epochs, "old_runs": old_runs}
             runs += [
-                Run(scheme + variant, scheme, seed, data_overrides, hparams | overrides, teacher_run, plain.key, epochs)
+                Run(scheme + variant, scheme, seed, data_overrides, hparams | overrides, **shared)
                 for overrides, variant in variants
                 if runs_variant(scheme, overrides)
             ]
@@ -171,6 +191,25 @@ def plan(
                     hparams = {"unlabeled_target": target} | overrides
                     runs.append(Run(name, scheme, seed, low, hparams, low_teacher.key, low_plain.key, low_label_epochs))
     return sorted(runs, key=lambda run: trains_bert_beside_student(run.scheme))
+
+
+def old_model_runs(recipes: list[dict[str, Any]], plain: Run) -> list[Run]:
+    """The old (production) models of ``plain``'s seed, one per recipe: ``{}`` is the plain student
+    itself; ``{data: {tokenizer: jieba}}`` or ``{model: {student: bert, student_layers: 1}}`` a
+    plain student trained with those ``--data.*`` / ``--model.*`` options, named by them."""
+    old = []
+    for recipe in recipes:
+        if unknown := sorted(set(recipe) - {"data", "model"}):
+            raise UserError(f"--old_models: {unknown} in {recipe}; an old model takes `data` and `model` options")
+        if not recipe.get("data") and not recipe.get("model"):
+            old.append(plain)
+            continue
+        data, hparams = dict(recipe.get("data") or {}), dict(recipe.get("model") or {})
+        if unknown := sorted(hparams.keys() - defaults(SCHEMES["student"]).keys()):
+            raise UserError(f"--old_models: the plain student takes no {unknown}")
+        name = "old" + variant_name(data | hparams)
+        old.append(Run(name, "student", plain.seed, data, hparams, plain_run=plain.key, epochs=plain.epochs))
+    return old
 
 
 def runs_variant(scheme: str, overrides: dict[str, Any]) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from bert2textcnn.bench.figures import draw_all
-from bert2textcnn.bench.plan import DISTILLED, Run
+from bert2textcnn.bench.plan import DISTILLED, Run, old_models_of
 from bert2textcnn.bench.speed import PATHS
 from bert2textcnn.checkpoint import project_record
 from bert2textcnn.data.records import Record
@@ -47,9 +47,9 @@ def score(record: dict[str, Any], labels: list[str], targets: torch.Tensor, posi
             row[f"{role}_macro_f1"] = values["macro_f1"]
     if run.plain_run:
         plain = done[run.plain_run]["probabilities"]["student"]
-        compatibility = CompatibilityMetrics(positive)
-        compatibility.update(torch.tensor(record["probabilities"]["student"]).log(), torch.tensor(plain).log(), targets)
-        row |= {k: v.item() for k, v in compatibility.compute().items()}
+        row |= compatibility_with_old(record["probabilities"]["student"], [
+            done[key]["probabilities"]["student"] for key in old_models_of(run)
+        ], targets, positive)  # fmt: skip
         row["macro_f1_minus_plain"] = row["macro_f1"] - classification_scores(plain, labels, targets)["macro_f1"]
         for half, rows in HALVES.items():
             row[f"macro_f1_minus_plain_{half}"] = (
@@ -58,6 +58,20 @@ def score(record: dict[str, Any], labels: list[str], targets: torch.Tensor, posi
             )
     seconds, epochs = record["train_seconds"], record["epochs"]
     return row | {"train_seconds": seconds, "epochs": epochs, "seconds_per_epoch": seconds / max(1, epochs)}
+
+
+def compatibility_with_old(new: list, old: list[list], targets: torch.Tensor, positive: int) -> dict[str, float]:
+    """Coverage, flip rates and agreement against the old models' averaged probabilities (the one
+    old model, when there is one); with several, also against each: ``negative_flip_rate_old1`` …"""
+    references = {"": torch.tensor(old).mean(0)}
+    if len(old) > 1:
+        references |= {f"_old{k}": torch.tensor(probabilities) for k, probabilities in enumerate(old, start=1)}
+    figures = {}
+    for suffix, reference in references.items():
+        compatibility = CompatibilityMetrics(positive)
+        compatibility.update(torch.tensor(new).log(), reference.log(), targets)
+        figures |= {f"{name}{suffix}": value.item() for name, value in compatibility.compute().items()}
+    return figures
 
 
 def classification_scores(probabilities: list, labels: list[str], targets: torch.Tensor) -> dict[str, float]:
@@ -97,7 +111,9 @@ def write_report(
     curve = exit_curve_of(runs, done, labels, targets, [r.text for r in test], threads) if speed else None
     if curve:
         atomic_write_text(folder / "exit_curve.json", json.dumps(curve, indent=2))
-    atomic_write_text(folder / "report.md", report(rows, labels[positive], speed_figures, curve))
+    compared = next((run for run in runs if len(run.old_runs) > 1), None)
+    old_names = [done[key]["run"]["name"] for key in compared.old_runs] if compared else None
+    atomic_write_text(folder / "report.md", report(rows, labels[positive], speed_figures, curve, old_names))
     draw_all(folder, rows, runs, done, targets, positive, best, labels[positive], speed_figures, curve)
     print(f"\n{(folder / 'report.md').read_text(encoding='utf-8')}\nWritten to {folder}/")
 
@@ -180,8 +196,33 @@ def selection_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def old_models_table(rows: list[dict[str, Any]], old_names: list[str]) -> list[str]:
+    """NFR against each of several old models and against their average, per run compared with them."""
+    names = list(dict.fromkeys(row["name"] for row in rows if "negative_flip_rate_old1" in row))
+    if not names:
+        return []
+    columns = [f"negative_flip_rate_old{k}" for k in range(1, len(old_names) + 1)] + ["negative_flip_rate"]
+    lines = [
+        "",
+        "## Old models",
+        "",
+        "Negative flip rate (old right, new wrong, over all test rows) against each old model of the same "
+        "seed and against their averaged probabilities; coverage of the average's spam hits.",
+        "",
+        "| run | " + " | ".join(f"NFR vs {name}" for name in old_names) + " | NFR vs average | coverage |",
+        "|" + "---|" * (len(old_names) + 3),
+    ]
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(cell(rows, name, c) for c in [*columns, "coverage"]) + " |")
+    return lines
+
+
 def report(
-    rows: list[dict[str, Any]], positive: str, speed: dict[str, Any] | None, curve: dict[str, Any] | None = None
+    rows: list[dict[str, Any]],
+    positive: str,
+    speed: dict[str, Any] | None,
+    curve: dict[str, Any] | None = None,
+    old_names: list[str] | None = None,
 ) -> str:
     columns = ["macro_f1", "macro_f1_minus_plain", f"precision_{positive}", f"recall_{positive}",
                "teacher_macro_f1", "coverage", "negative_flip_rate", "seconds_per_epoch", "texts_per_s"]  # fmt: skip
@@ -193,9 +234,10 @@ def report(
         "Each run scored on the test file after its last epoch; mean ± std over seeds. The teacher row is "
         "the fine-tuned BERT; every other row is a student (a TextCNN unless its name says `student=bert`). "
         "texts/s: the row's model on raw test texts, batch 64, timed once (first seed). "
-        "coverage / NFR: against the plain "
-        "student of the same seed. × teacher epoch: training time per epoch against the teacher's own "
-        "fine-tuning; `offline`'s first seed includes the one teacher pass that fills its logits cache. "
+        "coverage / NFR: against the old model "
+        "of the same seed — the plain student unless `--old_models` names others; several: their averaged "
+        "probabilities (each alone under Old models). × teacher epoch: training time per epoch against the "
+        "teacher's own fine-tuning; `offline`'s first seed includes the one teacher pass that fills its logits cache. "
         "gap closed = (student − plain) / (teacher − plain), on macro-F1. Δ vs plain, paired: macro-F1 minus "
         "that of the plain student of the same seed, mean ± standard error over seeds; a difference within "
         "about two standard errors of 0 is one the seeds alone could make.",
@@ -216,7 +258,7 @@ def report(
                 gap = f"{(mean(rows, name, 'macro_f1') - mean(rows, plain, 'macro_f1')) / spread:.2f}"
         seeds = sum(row["name"] == name for row in rows)
         lines.append("| " + " | ".join([name, str(seeds), *(cell(rows, name, c) for c in columns), cost, gap]) + " |")
-    lines += selection_table(rows)
+    lines += selection_table(rows) + old_models_table(rows, old_names or [])
     if speed:
         setup = speed["setup"]
         lines += [

@@ -12,8 +12,9 @@ student minimises L_s against BERT alone plus Σ_k w_k·mean_rows(f_k·KD(s, old
 f_k = α_f + β_f·[old_k's class = y] (α_f on unlabelled rows), so it stays closest to an old model
 where that model was right.
 The BERT teacher trains jointly with CE as in `joint_isolated`, or, given ``teacher_checkpoint``,
-is loaded from that fine-tuned checkpoint and frozen. The student is compared with the first
-historical model on val and test (coverage, flip rates) unless ``compare_to`` names another.
+is that fine-tuned checkpoint, frozen: its logits are computed once and cached, as in `offline`.
+The student is compared with the first historical model on val and test (coverage, flip rates)
+unless ``compare_to`` names another.
 """
 
 from __future__ import annotations
@@ -35,15 +36,21 @@ from bert2textcnn.distill.losses import (
     student_objective,
     weighted_kd,
 )
-from bert2textcnn.distill.options import JOINT_GROUPS, DistillOptions, HistoricalOptions, TeacherCheckpointOptions
+from bert2textcnn.distill.options import (
+    JOINT_GROUPS,
+    CacheOptions,
+    DistillOptions,
+    HistoricalOptions,
+    TeacherCheckpointOptions,
+)
 from bert2textcnn.distill.schemes.joint_isolated import JointIsolatedScheme
-from bert2textcnn.distill.teachers import FrozenTeacher, JointTeacher, TeacherSource
+from bert2textcnn.distill.teachers import CachedTeacher, JointTeacher, TeacherSource
 from bert2textcnn.option_groups import takes
 
 log = logging.getLogger(__name__)
 
 
-@takes(*JOINT_GROUPS, HintOptions, TeacherCheckpointOptions, HistoricalOptions)
+@takes(*JOINT_GROUPS, HintOptions, TeacherCheckpointOptions, CacheOptions, HistoricalOptions)
 class MultiTeacherScheme(JointIsolatedScheme):
     """Student learns from a weighted mix of BERT and frozen historical models (keeps old hits)."""
 
@@ -64,9 +71,10 @@ class MultiTeacherScheme(JointIsolatedScheme):
         return [temperature, *(given.historical_temperatures or [temperature] * len(given.historical))]
 
     def pick_teacher_source(self) -> TeacherSource:
-        """Trained jointly, as in `joint_isolated`, unless ``teacher_checkpoint`` gives a fine-tuned one."""
+        """Trained jointly, as in `joint_isolated`, unless ``teacher_checkpoint`` gives a fine-tuned
+        one: frozen, so its logits on the training texts are fixed, and read from the cache."""
         checkpoint = self.options[TeacherCheckpointOptions].teacher_checkpoint
-        return FrozenTeacher(checkpoint) if checkpoint else JointTeacher()
+        return CachedTeacher(checkpoint, self.options[CacheOptions].cache_dir) if checkpoint else JointTeacher()
 
     def reference_source(self) -> str | None:
         return super().reference_source() or self.options[HistoricalOptions].historical[0]
