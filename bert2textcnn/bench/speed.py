@@ -7,7 +7,7 @@ precision gate on these texts); the teacher in PyTorch.
     python -m bert2textcnn speed --ckpt_path runs/…/best.ckpt --threads 2 --output speed.json
 
 Throughput uses length-sorted batches padded per batch — each model's best path. Latency is one
-text per call, after a warm-up, reported as the 50th and 95th percentiles.
+text per call, after a warm-up pass over the same texts, reported as the 50th and 95th percentiles.
 
 A TextCNN student's ceiling is measured too, not estimated: one matrix multiply per batch that does
 all its convolutions' multiply-adds at the same padded shapes. Nearly all of a TextCNN's work is
@@ -41,8 +41,10 @@ PATHS = ("student", "student_folded", "student_bf16", "student_onnx", "student_o
 
 
 def throughput(run: Run, batches: Sequence[Any], texts: int, min_seconds: float) -> float:
-    """Texts per second over whole passes of ``batches``, repeated for at least ``min_seconds``."""
-    run(batches[0])  # warm-up
+    """Texts per second over whole passes of ``batches``, repeated for at least ``min_seconds``,
+    after a warm-up pass (``latency_ms``: ONNX Runtime's first call at each shape costs more)."""
+    for batch in batches:
+        run(batch)
     passes, start = 0, time.perf_counter()
     while passes == 0 or time.perf_counter() - start < min_seconds:
         for batch in batches:
@@ -57,8 +59,11 @@ def length_sorted_batches(texts: Sequence[str], batch_size: int) -> list[list[st
     return [by_length[i : i + batch_size] for i in range(0, len(by_length), batch_size)]
 
 
-def latency_ms(run: Run, items: Sequence[Any], warmup: int = 10) -> tuple[float, float]:
-    for item in items[:warmup]:
+def latency_ms(run: Run, items: Sequence[Any]) -> tuple[float, float]:
+    """p50 and p95 of one call per item, after a warm-up pass over the same items: a server's
+    steady state, where ONNX Runtime has already sized its buffers for each length it meets
+    (its first call at a new length costs several times a later one)."""
+    for item in items:
         run(item)
     timings = []
     for item in items:
