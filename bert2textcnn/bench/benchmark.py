@@ -93,7 +93,7 @@ def train(run: Run, data: BenchmarkData, teacher: str | None, folder: Path, done
     trainer.fit(model, datamodule=datamodule)
     seconds = time.perf_counter() - start
     checkpoint = folder / "runs" / f"{run.key}.ckpt"
-    trainer.save_checkpoint(checkpoint)  # atomic, through the plugin
+    trainer.save_checkpoint(checkpoint, weights_only=False)  # atomic (the plugin); the full state, as `fit` saves
     texts = [r.text for r in read_records(data.test_path, data.text_column, data.label_column)]
     return {
         "run": asdict(run),

@@ -79,7 +79,7 @@ class AnchorCheckpoints(L.Callback):
             return
         number = steps.index(trainer.global_step) + 1
         folder = self.directory(trainer)
-        trainer.save_checkpoint(folder / f"anchor_{number}.ckpt")  # every process: a collective call
+        trainer.save_checkpoint(folder / f"anchor_{number}.ckpt", weights_only=False)  # every process: collective
         if trainer.is_global_zero:
             anchors = [f"anchor_{k}.ckpt" for k in range(1, number + 1) if (folder / f"anchor_{k}.ckpt").is_file()]
             text = json.dumps({"anchors": anchors, "steps": steps[: len(anchors)]}, indent=2)
