@@ -106,7 +106,7 @@ def test_speed_command_writes_comparable_json(small_data, tiny_teacher, tmp_path
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     figures = json.loads(output.read_text(encoding="utf-8"))
-    for model in ("student", "teacher", "student_onnx"):
+    for model in ("student", "student_folded", "teacher", "student_onnx"):
         assert {"texts_per_s_b64", "ms_b1_p50", "ms_b1_p95"} <= set(figures[model])
         assert figures[model]["texts_per_s_b64"] > 0 and figures[model]["ms_b1_p50"] > 0
     assert figures["ratio_b64"] == pytest.approx(
@@ -124,6 +124,14 @@ def test_speed_command_writes_comparable_json(small_data, tiny_teacher, tmp_path
     assert figures[best]["texts_per_s_b64"] == max(rates.values())
     assert figures["ratio_b64_best"] == pytest.approx(max(rates.values()) / figures["teacher"]["texts_per_s_b64"])
     assert "best student path / teacher" in result.stdout
+    fastest = figures["best_fp32_b64"]  # the fastest fp32 path, against the ceiling, and its tokenising share
+    assert fastest in ("student", "student_folded", "student_onnx")
+    row = figures[fastest]
+    assert figures["tokenising_share"] == pytest.approx(1 - row["texts_per_s_b64"] / row["texts_per_s_b64_encoded"])
+    assert figures["ceiling_reached_end_to_end"] == pytest.approx(
+        row["texts_per_s_b64"] / figures["student_matmul_bound"]
+    )
+    assert f"fastest fp32 path ({fastest})" in result.stdout
 
 
 @pytest.fixture(scope="module")
