@@ -237,7 +237,8 @@ def report(
         "coverage / NFR: against the old model "
         "of the same seed — the plain student unless `--old_models` names others; several: their averaged "
         "probabilities (each alone under Old models). × teacher epoch: training time per epoch against the "
-        "teacher's own fine-tuning; `offline`'s first seed includes the one teacher pass that fills its logits cache. "
+        "teacher's own fine-tuning; the first run that reads the teacher's logits cache (`offline`'s first seed) "
+        "includes the one teacher pass that fills it. "
         "gap closed = (student − plain) / (teacher − plain), on macro-F1. Δ vs plain, paired: macro-F1 minus "
         "that of the plain student of the same seed, mean ± standard error over seeds; a difference within "
         "about two standard errors of 0 is one the seeds alone could make.",
