@@ -321,14 +321,16 @@ def test_flips_are_measured_against_each_old_model_and_their_average():
     from bert2textcnn.bench.report import compatibility_with_old
 
     targets = torch.tensor([0, 1, 0, 1])
-    right = [[0.9, 0.1], [0.1, 0.9], [0.9, 0.1], [0.1, 0.9]]
-    wrong_twice = [[0.2, 0.8], [0.1, 0.9], [0.9, 0.1], [0.8, 0.2]]  # wrong on rows 0 and 3
-    new = [[0.3, 0.7], [0.1, 0.9], [0.9, 0.1], [0.6, 0.4]]  # wrong on rows 0 and 3 too
-    figures = compatibility_with_old(new, [right, wrong_twice], targets, positive=1)
-    assert figures["negative_flip_rate_old1"] == 0.5 and figures["negative_flip_rate_old2"] == 0.0
-    assert figures["positive_flip_rate_old2"] == 0.0 and figures["coverage_old1"] == 0.5
-    # The average, [0.55, 0.45] on row 0 and [0.45, 0.55] on row 3, is right everywhere: two flips.
+    first = [[0.9, 0.1], [0.1, 0.9], [0.9, 0.1], [0.6, 0.4]]  # wrong, unsure, on row 3
+    second = [[0.4, 0.6], [0.1, 0.9], [0.9, 0.1], [0.1, 0.9]]  # wrong, unsure, on row 0
+    new = [[0.3, 0.7], [0.1, 0.9], [0.9, 0.1], [0.6, 0.4]]  # wrong on rows 0 and 3
+    figures = compatibility_with_old(new, [first, second], targets, positive=1)
+    assert figures["negative_flip_rate_old1"] == 0.25 and figures["negative_flip_rate_old2"] == 0.25
+    assert figures["positive_flip_rate_old1"] == 0.0 and figures["coverage_old1"] == 1.0
+    # Their average, [0.65, 0.35] on row 0 and [0.35, 0.65] on row 3, is right where each is wrong:
+    # two flips, against one for either model alone.
     assert figures["negative_flip_rate"] == 0.5 and figures["agreement"] == 0.5
+    wrong_twice = [[0.2, 0.8], [0.1, 0.9], [0.9, 0.1], [0.8, 0.2]]  # wrong on rows 0 and 3, as new is
     alone = compatibility_with_old(new, [wrong_twice], targets, positive=1)
     assert alone["negative_flip_rate"] == 0.0 and not any(key.endswith("_old1") for key in alone)
 

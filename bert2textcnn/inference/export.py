@@ -6,7 +6,7 @@ max length — and the label map). Any student kind: its own ``encode`` names th
 
 The export is checked before it is kept: ONNX Runtime and PyTorch must agree on real texts to
 ``PARITY_TOLERANCE`` in every probability, else nothing is written. The graph is the student's
-fastest exact form (``models/folded_textcnn.fold``: a TextCNN's convolutions folded into its
+fastest exact form (``StudentPredictor.serving``: a TextCNN's convolutions folded into its
 embedding), checked against the student as trained; an int8 export quantises the trained form,
 whose convolutions are where int8 pays.
 """
@@ -28,7 +28,6 @@ from bert2textcnn.inference.precision import BF16_EXPORT, Precision, precision_g
 from bert2textcnn.inference.predictor import StudentPredictor
 from bert2textcnn.inference.serving import EXPORT_FORMAT, METADATA_FILE, MODEL_FILE, OnnxClassifier
 from bert2textcnn.models import Classifier
-from bert2textcnn.models.folded_textcnn import fold
 from bert2textcnn.models.protocol import logits_in_order
 
 log = logging.getLogger(__name__)
@@ -72,7 +71,7 @@ def export_student(
     output.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output, prefix=".export-") as tmp:
         staging = Path(tmp)
-        _write_onnx(student if precision == "int8" else fold(student), check_texts, staging / MODEL_FILE)
+        _write_onnx(student if precision == "int8" else predictor.serving, check_texts, staging / MODEL_FILE)
         metadata = {
             "format": EXPORT_FORMAT,
             "student": student.describe(),

@@ -76,17 +76,27 @@ class TextCNN(nn.Module):
         text's output does not depend on how much padding its batch gives it (a window over
         padding alone would otherwise pool relu(bias)).
         """
-        if input_ids.size(1) < self.min_length:
-            input_ids = nn.functional.pad(input_ids, (0, self.min_length - input_ids.size(1)))
-        lengths = (input_ids != 0).sum(dim=1, keepdim=True)  # (batch, 1)
+        input_ids, lengths = padded_with_lengths(input_ids, self.min_length)
         x = self.embedding(input_ids).transpose(1, 2)  # (batch, dim, length) for Conv1d
         pooled = []
         for conv, width in zip(self.convs, self.kernel_sizes, strict=True):
             scores = conv(x)  # (batch, filters, windows)
-            windows = torch.arange(scores.size(2), device=input_ids.device)
-            valid = windows < (lengths - width + 1).clamp(min=1)  # a short text keeps its first window
+            valid = valid_windows(lengths, width, scores.size(2))
             # max(relu(a)) == relu(max(a)): pool first, so relu runs on (batch, filters), not on
             # every window; masked windows are -inf, and every row keeps one valid window.
             pooled.append(scores.masked_fill_(~valid.unsqueeze(1), float("-inf")).amax(dim=2).relu())
         features = torch.cat(pooled, dim=1)
         return ModelOutput(self.head(self.dropout(features)), features)
+
+
+def padded_with_lengths(input_ids: torch.Tensor, min_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``input_ids`` right-padded to at least ``min_length``, and each row's token count (batch, 1)."""
+    if input_ids.size(1) < min_length:
+        input_ids = nn.functional.pad(input_ids, (0, min_length - input_ids.size(1)))
+    return input_ids, (input_ids != 0).sum(dim=1, keepdim=True)
+
+
+def valid_windows(lengths: torch.Tensor, width: int, windows: int) -> torch.Tensor:
+    """(batch, windows): the windows of ``width`` that lie within each text; a text shorter than
+    ``width`` keeps its first window, so every row has one."""
+    return torch.arange(windows, device=lengths.device) < (lengths - width + 1).clamp(min=1)
