@@ -7,6 +7,7 @@ import logging
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.loggers import Logger
 
 from bert2textcnn.data.datamodule import TextDataModule
 from bert2textcnn.distill import logits_cache
@@ -14,13 +15,35 @@ from bert2textcnn.distill.schemes import SCHEMES
 from bert2textcnn.errors import UserError
 
 
-def fit(scheme: str, data: TextDataModule, root, **hparams):
+class RecordingLogger(Logger):
+    """Keeps every ``log_metrics`` call, to read back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[int | None, dict[str, float]]] = []
+
+    @property
+    def name(self) -> str:
+        return "recording"
+
+    @property
+    def version(self) -> int:
+        return 0
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+    def log_metrics(self, metrics, step=None) -> None:
+        self.calls.append((step, dict(metrics)))
+
+
+def fit(scheme: str, data: TextDataModule, root, logger: Logger | bool = False, **hparams):
     model = SCHEMES[scheme](labels=data.labels, vocab=data.vocab, max_length=data.max_length, **hparams)
     trainer = L.Trainer(
         max_steps=2,
         limit_val_batches=2,
         default_root_dir=root,
-        logger=False,
+        logger=logger,
         enable_progress_bar=False,
         enable_model_summary=False,
     )
@@ -44,6 +67,28 @@ def test_second_run_reuses_cache_without_loading_the_teacher(
     second, _ = fit("offline", data, tmp_path, teacher_checkpoint=teacher_checkpoint, cache_dir=str(tmp_path / "cache"))
     assert torch.equal(first.teacher_source.cached_logits, second.teacher_source.cached_logits)
     assert "Reusing cached teacher logits" in caplog.text
+
+
+def test_the_cached_teachers_validation_metrics_are_logged_once(teacher_checkpoint, small_data, tmp_path):
+    from bert2textcnn.models.protocol import logits_in_order
+
+    data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]), batch_size=16)
+    logger = RecordingLogger()
+    fit("offline", data, tmp_path, logger, teacher_checkpoint=teacher_checkpoint, cache_dir=str(tmp_path / "cache"))
+    logged = [(step, metrics) for step, metrics in logger.calls if "val/teacher_macro_f1" in metrics]
+    assert [step for step, _ in logged] == [0]  # once, before training: the teacher never changes
+
+    texts, labels = data.texts_and_labels("val")
+    teacher = logits_cache.load_trained_teacher(teacher_checkpoint, data.labels, data.max_length)
+    with torch.no_grad():
+        predicted = logits_in_order(teacher.eval(), texts, len(data.labels), 16).argmax(-1).tolist()
+    f1s = []
+    for c in range(len(data.labels)):  # macro-F1 by hand
+        hits = sum(p == y == c for p, y in zip(predicted, labels.tolist(), strict=True))
+        precision, recall = hits / max(1, predicted.count(c)), hits / max(1, labels.tolist().count(c))
+        f1s.append(2 * precision * recall / (precision + recall) if hits else 0.0)
+    assert logged[0][1]["val/teacher_macro_f1"] == pytest.approx(sum(f1s) / len(f1s))
+    assert f"val/teacher_recall_{data.labels[0]}" in logged[0][1]
 
 
 def test_cached_logits_are_the_teachers_own(teacher_checkpoint, small_data, tmp_path):

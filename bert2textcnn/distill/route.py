@@ -19,7 +19,7 @@ import lightning as L
 import torch
 
 from bert2textcnn.distill.logits_cache import teacher_logits_cache
-from bert2textcnn.distill.teachers import CachedTeacher, check_before_training, first_builds
+from bert2textcnn.distill.teachers import CachedTeacher, check_before_training, first_builds, log_teacher_on_val
 from bert2textcnn.errors import UserError
 from bert2textcnn.files import atomic_write_text
 
@@ -131,6 +131,7 @@ class RouteTeacher(CachedTeacher):
             val_texts, val_labels = data.texts_and_labels("val")
             final = teacher_logits_cache(val_texts, anchors[-1], module.labels, module.max_length, self.cache_dir)
             check_before_training(module, final, val_labels, anchors[-1])
+            log_teacher_on_val(module, final, val_labels)
         self.anchor_logits = first_builds(trainer, caches, "route logits")
         self.cached_rows = {text: row for row, text in enumerate(texts)}
         log.info("RCO route of %d anchors: %s", len(anchors), ", ".join(anchors))

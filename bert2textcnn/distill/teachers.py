@@ -22,6 +22,7 @@ import torch
 
 from bert2textcnn.checkpoint import load_trained_teacher
 from bert2textcnn.distill.logits_cache import teacher_hints_cache, teacher_logits_cache
+from bert2textcnn.distill.metrics import ClassificationMetrics
 from bert2textcnn.distill.options import DistillOptions, PretrainedOptions
 from bert2textcnn.distill.teacher_gate import check_teacher
 from bert2textcnn.errors import UserError
@@ -111,7 +112,9 @@ class CachedTeacher(TeacherSource):
         checkpoint = required(self.checkpoint)
         where = (checkpoint, module.labels, module.max_length, self.cache_dir)
         if trainer.is_global_zero:  # the gate, before the long pass over the training texts
-            check_before_training(module, teacher_logits_cache(val_texts, *where), val_labels, checkpoint)
+            val_logits = teacher_logits_cache(val_texts, *where)
+            check_before_training(module, val_logits, val_labels, checkpoint)
+            log_teacher_on_val(module, val_logits, val_labels)
         self.cached_logits = first_builds(trainer, lambda: teacher_logits_cache(texts, *where), "teacher logits")
         if module.hints is not None:
             self.cached_hints = self.hints_cache(module, texts, where)
@@ -171,6 +174,17 @@ def check_before_training(module: DistillationModule, logits: torch.Tensor, labe
     score = check_teacher(logits, labels, len(module.labels), margin, source)
     log.info("Teacher %s: balanced accuracy %.3f on validation (a constant guess: %.3f)",
              source, score, 1 / len(module.labels))  # fmt: skip
+
+
+def log_teacher_on_val(module: DistillationModule, logits: torch.Tensor, labels: torch.Tensor) -> None:
+    """A teacher read from a cache is not evaluated beside the student each epoch, so its
+    validation metrics (fixed: it never trains) go to the logger once, at step 0, under the names a
+    held teacher's take (``val/teacher_macro_f1`` …): TensorBoard shows what the student learns from."""
+    if module.logger is None:
+        return
+    metrics = ClassificationMetrics(module.labels)
+    metrics.update(logits, labels)
+    module.logger.log_metrics(metrics.scalars(metrics.compute(), "val/teacher_"), step=0)
 
 
 def log_tokenizer_fit(module: DistillationModule, texts: list[str]) -> None:
