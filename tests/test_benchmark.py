@@ -13,6 +13,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
+from hand_metrics import hand_macro_f1
 
 pytestmark = pytest.mark.slow  # end to end, in subprocesses: left out of `make test-fast`
 
@@ -77,16 +78,6 @@ def test_benchmark_writes_every_file(report):
         hand_macro_f1(fastbert["probabilities"]["student"], targets), abs=1e-6
     )
     assert "## Early exit: fastbert (seed 0)" in text and "| 0.8 |" in text
-
-
-def hand_macro_f1(probabilities: list[list[float]], labels: list[int]) -> float:
-    predicted = [max(range(len(p)), key=p.__getitem__) for p in probabilities]
-    scores = []
-    for c in set(labels) | set(predicted):
-        hits = sum(p == y == c for p, y in zip(predicted, labels, strict=True))
-        wrong = sum((p == c) != (y == c) for p, y in zip(predicted, labels, strict=True))
-        scores.append(2 * hits / (2 * hits + wrong))
-    return sum(scores) / len(scores)
 
 
 def test_selection_halves_are_the_odd_and_even_test_rows(report):
