@@ -14,11 +14,14 @@ class ClassificationMetrics(nn.Module):
     """Accumulates a confusion matrix, from which every reported figure derives exactly, and the
     probabilities themselves, for precision–recall curves (both synchronised across processes)."""
 
-    def __init__(self, labels: Sequence[str]) -> None:
+    def __init__(self, labels: Sequence[str], synchronised: bool = True) -> None:
+        """``synchronised=False`` for figures one process computes alone: a synchronised compute
+        there would wait forever for the other processes (DDP)."""
         super().__init__()
         self.labels = list(labels)
-        self.confusion = ConfusionMatrix(task="multiclass", num_classes=len(self.labels))
-        self.probabilities, self.targets = CatMetric(), CatMetric()
+        sync = {"sync_on_compute": synchronised}
+        self.confusion = ConfusionMatrix(task="multiclass", num_classes=len(self.labels), **sync)
+        self.probabilities, self.targets = CatMetric(**sync), CatMetric(**sync)
 
     def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
         self.confusion.update(logits.argmax(dim=-1), target)

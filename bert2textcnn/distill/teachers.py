@@ -182,7 +182,7 @@ def log_teacher_on_val(module: DistillationModule, logits: torch.Tensor, labels:
     held teacher's take (``val/teacher_macro_f1`` …): TensorBoard shows what the student learns from."""
     if module.logger is None:
         return
-    metrics = ClassificationMetrics(module.labels)
+    metrics = ClassificationMetrics(module.labels, synchronised=False)  # the first process's figures alone
     metrics.update(logits, labels)
     module.logger.log_metrics(metrics.scalars(metrics.compute(), "val/teacher_"), step=0)
 
