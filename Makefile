@@ -50,9 +50,10 @@ BENCHMARK_DIR ?= ../reports/cold_e5
 notebooks: $(STAMP)
 	cd notebooks && BENCHMARK_DIR=$(BENCHMARK_DIR) ../$(VENV)/bin/jupyter execute --inplace *.ipynb
 
+# The package, the tests, the notebooks and the code examples in the docs.
 lint: $(STAMP)
-	$(VENV)/bin/ruff check bert2textcnn tests
-	$(VENV)/bin/ruff format --check bert2textcnn tests
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
