@@ -12,7 +12,8 @@ from torchmetrics.utilities import dim_zero_cat
 
 class ClassificationMetrics(nn.Module):
     """Accumulates a confusion matrix, from which every reported figure derives exactly, and the
-    probabilities themselves, for precision–recall curves (both synchronised across processes)."""
+    probabilities themselves, for precision–recall curves (both synchronised across processes unless
+    built with ``synchronised=False``)."""
 
     def __init__(self, labels: Sequence[str], synchronised: bool = True) -> None:
         """``synchronised=False`` for figures one process computes alone: a synchronised compute
