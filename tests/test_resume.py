@@ -2,7 +2,10 @@
 uninterrupted run with the same seed ends.
 
 Exact, not approximate: shuffling and dropout depend only on (seed, epoch) (see seeding.py), and
-the resumed run replays the interrupted epoch from its start, on the same single CPU process.
+the resumed run replays the interrupted epoch from its start, on the same single CPU process. Each
+run uses one intra-op thread: with two, one run of the suite on busy cores ended 1e-8 apart, most
+likely float sums taken in another order; far smaller than what a broken resume leaves, but
+enough to fail an exact comparison.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def fit(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": f"{REPO}{os.pathsep}{Path(__file__).parent}"}
+    path = f"{REPO}{os.pathsep}{Path(__file__).parent}"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     return subprocess.run([sys.executable, "-m", "bert2textcnn", "fit", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)  # fmt: skip
 
