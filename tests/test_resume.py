@@ -3,9 +3,9 @@ uninterrupted run with the same seed ends.
 
 Exact, not approximate: shuffling and dropout depend only on (seed, epoch) (see seeding.py), and
 the resumed run replays the interrupted epoch from its start, on the same single CPU process. Each
-run uses one intra-op thread: with two, one run of the suite on busy cores ended up to 5e-7 apart, most
-likely float sums taken in another order; far smaller than what a broken resume leaves, but
-enough to fail an exact comparison.
+run uses one intra-op thread: with two, one run of the suite on busy cores ended up to 5e-7
+apart, most likely float sums taken in another order; far smaller than what a broken resume
+leaves, but enough to fail an exact comparison.
 """
 
 from __future__ import annotations
