@@ -123,7 +123,7 @@ def benchmark(
     data: BenchmarkData | None = None,
     output: str = "reports/benchmark",
     schemes: list[str] | Literal["all"] = "all",
-    seeds: int = 3,
+    seeds: int | list[int] = 3,
     epochs: int = 2,
     label_fraction: float | None = None,
     low_label_epochs: int = 10,
@@ -140,6 +140,8 @@ def benchmark(
     teacher_model: dict[str, Any] | None = None,
     rco_anchors: int = 3,
     old_models: list[dict[str, Any]] | None = None,
+    earlier_results: list[str] | None = None,
+    reference: str | None = None,
 ) -> None:
     """Train the teacher, the plain student and every scheme for each seed; write a report folder.
 
@@ -150,7 +152,8 @@ def benchmark(
             with no paths, the bundled demo corpus.
         output: Report folder: results.csv, report.md, figures, runs/.
         schemes: Distillation schemes to train besides the teacher and the plain student, or all.
-        seeds: Seeds per scheme (0, 1, …).
+        seeds: Seeds per scheme: a count (3: seeds 0, 1, 2), or a list of seeds to train alone,
+            e.g. ``'[3, 4]'`` in a sitting that adds to an earlier one's (``earlier_results``).
         epochs: Epochs of every full-label run.
         label_fraction: Also run the low-label scenario with this stratified share of the labels
             (teacher, plain student, offline students over the unlabelled rest).
@@ -184,13 +187,19 @@ def benchmark(
             ``'[{data: {tokenizer: jieba}}]'``, ``'[{}, {model: {student: bert, student_layers: 1}}]'``
             (``{}``: the plain student itself, the default). Several: compared with their averaged
             probabilities and with each (the report's Old models table).
+        earlier_results: results.csv files of earlier sittings (kept from folders of other
+            machines or calls), whose rows join this folder's tables and results.csv: seeds
+            trained in several sittings report as one. A run both trained (the teacher, which
+            each sitting fine-tunes again) must have come out the same, or the call stops.
+        reference: A run name, e.g. ``'theseus (student_layers=2, replace_epochs=0)'``: the
+            report's Spread table adds each run's macro-F1 minus that run's of the same seed.
     """
     chosen = DISTILLED if schemes == "all" else list(schemes)
     runs = plan(
         chosen, seeds, epochs, label_fraction, low_label_epochs, low_label_teacher_lr, historical_weight, model,
         teacher_length_grouping, distilled_data, teacher_epochs, teacher_model, rco_anchors, old_models,
     )  # fmt: skip
-    run_all(data or BenchmarkData(), output, runs, teacher, speed, threads, train)
+    run_all(data or BenchmarkData(), output, runs, teacher, speed, threads, train, earlier_results or [], reference)
 
 
 def check_data(data: DataFiles) -> None:

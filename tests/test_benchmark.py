@@ -166,6 +166,58 @@ def test_runs_built_on_a_retrained_teacher_are_trained_again(report, tiny_teache
     assert "offline · seed 0: teacher-seed0 trained again since, training again" in third
 
 
+def test_a_second_sitting_adds_a_seed_to_the_first_sittings_rows(report, tiny_teacher, tmp_path):
+    """A fresh folder trains seed 1 alone and reports it with the first sitting's seed 0: the teacher
+    it fine-tunes again comes out the same (same digest), so the two sittings share one table."""
+    first, _ = report
+    output = tmp_path / "second_sitting"
+    extra = ["--seeds", "[1]", "--speed", "false", "--reference", "student"]
+    second = benchmark(output, tiny_teacher, "[offline]", *extra, "--earlier_results", f"[{first / 'results.csv'}]")
+    assert second.count("training …") == 3 and "student · seed 1: training …" in second
+    assert not (output / "runs" / "student-seed0.json").exists()  # seed 0 was not trained here
+    with open(output / "results.csv", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    seeds = {name: [row["seed"] for row in rows if row["name"] == name] for name in ("teacher", "student", "offline")}
+    assert seeds == {"teacher": ["0"], "student": ["0", "1"], "offline": ["0", "1"]}
+    assert {row["name"] for row in rows} >= {"multi_teacher", "fastbert"}  # only the first sitting trained them
+    with open(first / "results.csv", encoding="utf-8") as file:
+        earlier = {(row["name"], row["seed"]): row for row in csv.DictReader(file)}
+    teacher = next(row for row in rows if row["name"] == "teacher")
+    assert teacher["probabilities_digest"] == earlier["teacher", "0"]["probabilities_digest"]
+    offline = {row["seed"]: float(row["macro_f1"]) for row in rows if row["name"] == "offline"}
+    plain = {row["seed"]: float(row["macro_f1"]) for row in rows if row["name"] == "student"}
+    spread = (output / "report.md").read_text(encoding="utf-8").split("## Spread over seeds")[1]
+    line = next(line for line in spread.splitlines() if line.startswith("| offline |"))
+    differences = [offline[seed] - plain[seed] for seed in ("0", "1")]
+    assert line.startswith(f"| offline | 2 | {sum(offline.values()) / 2:.4f} |")
+    assert f"| {sum(differences) / 2:+.4f} ± " in line  # paired with the reference of the same seed
+
+
+def test_an_earlier_sitting_whose_teacher_came_out_otherwise_is_refused(report, tiny_teacher, tmp_path):
+    first, _ = report
+    with open(first / "results.csv", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    rows[0]["probabilities_digest"] = "0" * 16  # the teacher row, as if trained otherwise
+    other = tmp_path / "other_sitting.csv"
+    with open(other, "w", encoding="utf-8", newline="") as file:
+        writer = csv.DictWriter(file, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    output = tmp_path / "refused"
+    shutil.copytree(first, output)
+    args = ["benchmark", "--output", str(output), "--schemes", "[offline]", "--seeds", "1", "--epochs", "1",
+            "--teacher", str(tiny_teacher), "--data.max_length", "48", "--teacher_epochs", "4", "--teacher_model",
+            "{teacher_lr: 3e-3, warmup_ratio: 0.0}", "--speed", "false", "--earlier_results", f"[{other}]"]  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "bert2textcnn", *args], capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert f"{other}:2: 'teacher' seed 0 came out otherwise in that sitting" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "training …" not in result.stdout  # refused on the teacher, before any student trained
+
+
 def test_a_record_without_an_option_added_since_is_still_current():
     from bert2textcnn.bench.plan import Run, same_settings, settings
 

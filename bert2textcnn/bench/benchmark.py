@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ import torch
 
 from bert2textcnn.bench.plan import BenchmarkData, Run, defaults, old_models_of, same_run, same_settings, settings
 from bert2textcnn.bench.report import write_report
+from bert2textcnn.bench.sittings import check_agrees, digest, read_earlier
 from bert2textcnn.checkpoint import AtomicCheckpointIO
 from bert2textcnn.data.augment import Augmentation
 from bert2textcnn.data.datamodule import TextDataModule, demo_path
@@ -126,14 +128,20 @@ def run_all(
     speed: bool,
     threads: int,
     train_missing: bool = True,
+    earlier_results: Sequence[str] = (),
+    reference: str | None = None,
 ) -> Path:
     """Train every run not finished earlier (or, without ``train_missing``, leave it out), then
-    write the report folder."""
+    write the report folder, with the rows of ``earlier_results`` (other sittings' results.csv)."""
     if data.train_path is None and data.test_path is None:
         data = replace(data, train_path=demo_path("train"), test_path=demo_path("test"))
     if not data.train_path or not data.test_path:
         raise UserError("benchmark needs --data.train_path and --data.test_path (or neither: the demo corpus)")
     test = read_records(data.test_path, data.text_column, data.label_column)  # a bad file stops us before training
+    earlier = read_earlier(earlier_results)
+    names = {run.name for run in runs} | {item.row["name"] for item in earlier}
+    if reference is not None and reference not in names:
+        raise UserError(f"--reference {reference!r}: no run has that name; the runs: {sorted(names)}")
     folder = Path(output)
     done: dict[str, dict[str, Any]] = {}
     trained_now: set[str] = set()
@@ -150,6 +158,7 @@ def run_all(
             elif Path(record["checkpoint"]).is_file():
                 done[run.key] = record
                 print(f"{where}: finished earlier, skipped", flush=True)
+                check_agrees(run.name, run.seed, digest(record["probabilities"]), earlier)
                 continue
         if not train_missing:
             print(f"{where}: not trained, left out of the report", flush=True)
@@ -159,8 +168,10 @@ def run_all(
         trained_now.add(run.key)
         atomic_write_text(path, json.dumps(done[run.key]))
         print(f"{where}: done in {done[run.key]['train_seconds']:.0f} s", flush=True)
+        # the teacher differs from an earlier sitting's: say so now, not after the students' hours
+        check_agrees(run.name, run.seed, digest(done[run.key]["probabilities"]), earlier)
     finished = [run for run in runs if run.key in done]
     if runs[0] not in finished:
         raise UserError(f"{folder}: the {runs[0].name} run has not finished; there is nothing to report yet")
-    write_report(folder, finished, done, test, speed, threads, teacher)
+    write_report(folder, finished, done, test, speed, threads, teacher, earlier, reference)
     return folder

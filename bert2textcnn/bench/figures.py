@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torchmetrics.functional.classification import binary_precision_recall_curve
 
+from bert2textcnn.bench.plan import first_seed_runs
 from bert2textcnn.bench.speed import PATHS
 from bert2textcnn.files import atomic_write
 
@@ -51,9 +52,9 @@ def draw_all(
     curves = {"teacher (BERT)": ("teacher", "teacher"), "plain student": ("student", "student")}
     if best:
         curves[f"best student: {best}"] = (best, "student")
-    seed0 = {run.name: done[run.key] for run in runs if run.seed == 0}
-    probabilities = {label: seed0[name]["probabilities"][role] for label, (name, role) in curves.items()}
-    pr_curves(folder / "pr_curves.png", probabilities, targets, positive, positive_label)
+    first = first_seed_runs(runs)
+    probabilities = {label: done[first[name].key]["probabilities"][role] for label, (name, role) in curves.items()}
+    pr_curves(folder / "pr_curves.png", probabilities, targets, positive, positive_label, first["student"].seed)
     if speed:
         throughput(folder / "speed.png", speed)
         quality_vs_speed(folder / "quality_vs_speed.png", rows, curve)
@@ -76,7 +77,7 @@ def macro_f1(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def pr_curves(
-    path: Path, probabilities: dict[str, list], targets: torch.Tensor, positive: int, positive_label: str
+    path: Path, probabilities: dict[str, list], targets: torch.Tensor, positive: int, positive_label: str, seed: int
 ) -> None:
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(5.5, 4.5))
@@ -85,7 +86,7 @@ def pr_curves(
         axes.plot(recall.numpy(), precision.numpy(), label=_label(label))
     axes.set_xlabel(f"{positive_label} recall")
     axes.set_ylabel(f"{positive_label} precision")
-    axes.set_title(f"Precision–recall for {positive_label!r} (seed 0)")
+    axes.set_title(f"Precision–recall for {positive_label!r} (seed {seed})")
     axes.legend(loc="lower left")
     axes.grid(alpha=0.3)
     _save(figure, path)
@@ -113,7 +114,14 @@ def quality_vs_speed(path: Path, rows: list[dict[str, Any]], curve: dict[str, An
     if curve:
         points = curve["rows"]
         rates, scores = [p["texts_per_s_b64"] for p in points], [p["macro_f1"] for p in points]
-        axes.plot(rates, scores, "-o", color="tab:red", markersize=3, label=f"{curve['run']}, seed 0, by speed s")
+        axes.plot(
+            rates,
+            scores,
+            "-o",
+            color="tab:red",
+            markersize=3,
+            label=f"{curve['run']}, seed {curve.get('seed', 0)}, by speed s",
+        )
         for point in points:
             axes.annotate(f"s={point['speed']}", (point["texts_per_s_b64"], point["macro_f1"]), fontsize=6,
                           xytext=(3, -8), textcoords="offset points", color="tab:red")  # fmt: skip

@@ -112,9 +112,24 @@ def trains_bert_beside_student(scheme: str) -> bool:
     return StudentOptions in groups and TeacherTrainingOptions in groups
 
 
+def seed_list(seeds: int | Sequence[int]) -> list[int]:
+    """``N``: seeds 0 … N−1; a list: those seeds alone, e.g. a sitting that adds seeds 3 and 4 to an
+    earlier sitting's 0–2 (``--earlier_results``)."""
+    chosen = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not chosen or min(chosen) < 0 or len(set(chosen)) < len(chosen):
+        raise UserError(f"--seeds {seeds!r}: give a count (3) or a list of distinct seeds from 0 ([3, 4])")
+    return chosen
+
+
+def first_seed_runs(runs: Sequence[Run]) -> dict[str, Run]:
+    """Each run name's run of its first seed: the one a report times and draws (the other seeds are
+    the same network with other weights)."""
+    return {run.name: run for run in reversed(runs)}
+
+
 def plan(
     schemes: Sequence[str],
-    seeds: int,
+    seeds: int | Sequence[int],
     epochs: int,
     label_fraction: float | None = None,
     low_label_epochs: int = 10,
@@ -150,9 +165,10 @@ def plan(
     routed = [scheme for scheme in schemes if "teacher_route" in defaults(SCHEMES[scheme])]
     anchors = {"save_anchors": rco_anchors} if routed else {}  # the teachers keep the route rco follows
     teacher_options = dict(teacher_model or {}) | anchors
+    seed_numbers = seed_list(seeds)
     teacher = Run("teacher", "teacher", 0, teacher_data, teacher_options, epochs=teacher_epochs or epochs)
     runs = [teacher]
-    for seed in range(seeds):
+    for seed in seed_numbers:
         plain = Run("student", "student", seed, epochs=epochs)
         old = old_model_runs(old_models or [{}], plain)
         runs += [plain, *(run for run in old if run is not plain)]
@@ -171,7 +187,7 @@ def plan(
             ]
     if label_fraction is not None:
         share = f"{label_fraction:.0%}"
-        for seed in range(seeds):
+        for seed in seed_numbers:
             low = {"label_fraction": label_fraction, "sample_seed": seed}
             low_teacher = Run(
                 f"teacher · {share}",

@@ -6,13 +6,15 @@ import csv
 import io
 import json
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from bert2textcnn.bench.figures import draw_all
-from bert2textcnn.bench.plan import DISTILLED, Run, old_models_of
+from bert2textcnn.bench.plan import DISTILLED, Run, first_seed_runs, old_models_of
+from bert2textcnn.bench.sittings import EarlierRow, digest, with_earlier
 from bert2textcnn.bench.speed import PATHS
 from bert2textcnn.checkpoint import project_record
 from bert2textcnn.data.records import Record
@@ -38,6 +40,7 @@ def score(record: dict[str, Any], labels: list[str], targets: torch.Tensor, posi
         "scheme": run.scheme,
         "seed": run.seed,
         "label_fraction": run.label_fraction,
+        "probabilities_digest": digest(record["probabilities"]),
     }
     for role, probs in record["probabilities"].items():
         values = classification_scores(probs, labels, targets)
@@ -85,27 +88,38 @@ def main_role(record: dict[str, Any]) -> str:
 
 
 def write_report(
-    folder: Path, runs: list[Run], done: dict, test: list[Record], speed: bool, threads: int, teacher: str | None
+    folder: Path,
+    runs: list[Run],
+    done: dict,
+    test: list[Record],
+    speed: bool,
+    threads: int,
+    teacher: str | None,
+    earlier: Sequence[EarlierRow] = (),
+    reference: str | None = None,
 ) -> None:
+    """The report of this folder's finished runs and of ``earlier`` rows from other sittings (in the
+    tables and results.csv only: the pictures of runs and the timings need this folder's models)."""
     labels = list(project_record(done[runs[0].key]["checkpoint"])["labels"])
     targets = torch.tensor([labels.index(r.label) for r in test])
     positive = labels.index("spam") if "spam" in labels else len(labels) - 1
-    rows = [score(done[run.key], labels, targets, positive, done) for run in runs]
+    here = [score(done[run.key], labels, targets, positive, done) for run in runs]
     if speed:
         timed = timed_runs(runs, done, [r.text for r in test][:SPEED_TEXTS], threads)
-        rows = [row | {"texts_per_s": timed[row["name"], row["seed"]]} if (row["name"], row["seed"]) in timed else row
-                for row in rows]  # fmt: skip
+        here = [row | {"texts_per_s": timed[row["name"], row["seed"]]} if (row["name"], row["seed"]) in timed else row
+                for row in here]  # fmt: skip
+    rows = with_earlier(here, earlier)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, list(dict.fromkeys(key for row in rows for key in row)))
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(folder / "results.csv", buffer.getvalue())
-    best = best_distilled(rows)
+    best = best_distilled(here)
     speed_figures = None
     if speed:
         from bert2textcnn.bench.speed import measure  # needs the `export` extra (ONNX Runtime)
 
-        checkpoint = done[next(r.key for r in runs if r.name == (best or "student") and r.seed == 0)]["checkpoint"]
+        checkpoint = done[first_seed_runs(runs)[best or "student"].key]["checkpoint"]
         speed_figures = measure(checkpoint, [r.text for r in test], threads, min_seconds=1.0, teacher_dir=teacher)
         atomic_write_text(folder / "speed.json", json.dumps(speed_figures, indent=2))
     curve = exit_curve_of(runs, done, labels, targets, [r.text for r in test], threads) if speed else None
@@ -113,7 +127,8 @@ def write_report(
         atomic_write_text(folder / "exit_curve.json", json.dumps(curve, indent=2))
     compared = next((run for run in runs if len(run.old_runs) > 1), None)
     old_names = [done[key]["run"]["name"] for key in compared.old_runs] if compared else None
-    atomic_write_text(folder / "report.md", report(rows, labels[positive], speed_figures, curve, old_names))
+    text = report(rows, labels[positive], speed_figures, curve, old_names, reference)
+    atomic_write_text(folder / "report.md", text)
     draw_all(folder, rows, runs, done, targets, positive, best, labels[positive], speed_figures, curve)
     print(f"\n{(folder / 'report.md').read_text(encoding='utf-8')}\nWritten to {folder}/")
 
@@ -123,25 +138,26 @@ def timed_runs(runs: list[Run], done: dict, texts: list[str], threads: int) -> d
     (the other seeds are the same network with other weights)."""
     from bert2textcnn.bench.speed import model_throughput
 
-    first = {run.name: run for run in reversed(runs)}  # reversed: the first seed wins
     return {
-        (name, run.seed): model_throughput(done[run.key]["checkpoint"], texts, threads) for name, run in first.items()
+        (name, run.seed): model_throughput(done[run.key]["checkpoint"], texts, threads)
+        for name, run in first_seed_runs(runs).items()
     }
 
 
 def exit_curve_of(
     runs: list[Run], done: dict, labels: list[str], targets: torch.Tensor, texts: list[str], threads: int
 ) -> dict[str, Any] | None:
-    """The speed/quality curve of the first full-label run whose model exits early (seed 0):
+    """The speed/quality curve of the first full-label run whose model exits early (its first seed):
     scored on every test text, timed on the ``SPEED_TEXTS`` the other rows are timed on."""
     from bert2textcnn.bench.exit_curve import exit_curve
 
-    run = next((r for r in runs if SCHEMES[r.scheme].exits_early and r.seed == 0 and r.label_fraction == 1), None)
+    run = next((r for r in runs if SCHEMES[r.scheme].exits_early and r.label_fraction == 1), None)
     if run is None:
         return None
     torch.set_num_threads(threads)
     model = StudentPredictor.from_checkpoint(done[run.key]["checkpoint"]).student
-    return {"run": run.name, "rows": exit_curve(model, texts, labels, targets, texts[:SPEED_TEXTS])}
+    rows = exit_curve(model, texts, labels, targets, texts[:SPEED_TEXTS])
+    return {"run": run.name, "seed": run.seed, "rows": rows}
 
 
 def best_distilled(rows: list[dict[str, Any]]) -> str | None:
@@ -196,6 +212,37 @@ def selection_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def spread_table(rows: list[dict[str, Any]], reference: str | None) -> list[str]:
+    """Macro-F1 over the seeds — mean, std, min, max — for claims about a method's stability; with
+    ``reference`` (a run name), each run minus the reference run of the same seed; and training
+    seconds as median and fastest run, which a run on shared cores inflates less than the mean."""
+    if reference is not None:
+        by_seed = {row["seed"]: row["macro_f1"] for row in rows if row["name"] == reference}
+        rows = [row | {"macro_f1_minus_reference": row["macro_f1"] - by_seed[row["seed"]]}
+                if row["name"] != reference and row["seed"] in by_seed else row for row in rows]  # fmt: skip
+    paired = [f"Δ vs {reference}, paired"] if reference is not None else []
+    header = ["run", "seeds", "mean", "std", "min", "max", *paired, "train s: median (fastest)"]
+    lines = [
+        "",
+        "## Spread over seeds",
+        "",
+        "Macro-F1 over the seeds."
+        + (f" Δ: macro-F1 minus that of `{reference}` of the same seed, mean ± standard error." if paired else ""),
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for name in dict.fromkeys(row["name"] for row in rows):
+        scores = [row["macro_f1"] for row in rows if row["name"] == name]
+        seconds = [row["train_seconds"] for row in rows if row["name"] == name]
+        std = f"{statistics.stdev(scores):.4f}" if len(scores) > 1 else "—"
+        cells = [name, str(len(scores)), f"{statistics.fmean(scores):.4f}", std, f"{min(scores):.4f}",
+                 f"{max(scores):.4f}", *(cell(rows, name, "macro_f1_minus_reference") for _ in paired),
+                 f"{statistics.median(seconds):.0f} ({min(seconds):.0f})"]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def old_models_table(rows: list[dict[str, Any]], old_names: list[str]) -> list[str]:
     """NFR against each of several old models and against their average, per run compared with them."""
     names = list(dict.fromkeys(row["name"] for row in rows if "negative_flip_rate_old1" in row))
@@ -223,6 +270,7 @@ def report(
     speed: dict[str, Any] | None,
     curve: dict[str, Any] | None = None,
     old_names: list[str] | None = None,
+    reference: str | None = None,
 ) -> str:
     columns = ["macro_f1", "macro_f1_minus_plain", f"precision_{positive}", f"recall_{positive}",
                "teacher_macro_f1", "coverage", "negative_flip_rate", "seconds_per_epoch", "texts_per_s"]  # fmt: skip
@@ -259,7 +307,7 @@ def report(
                 gap = f"{(mean(rows, name, 'macro_f1') - mean(rows, plain, 'macro_f1')) / spread:.2f}"
         seeds = sum(row["name"] == name for row in rows)
         lines.append("| " + " | ".join([name, str(seeds), *(cell(rows, name, c) for c in columns), cost, gap]) + " |")
-    lines += selection_table(rows) + old_models_table(rows, old_names or [])
+    lines += spread_table(rows, reference) + selection_table(rows) + old_models_table(rows, old_names or [])
     if speed:
         setup = speed["setup"]
         lines += [
@@ -286,7 +334,7 @@ def report(
 
         lines += [
             "",
-            f"## Early exit: {curve['run']} (seed 0)",
+            f"## Early exit: {curve['run']} (seed {curve.get('seed', 0)})",
             "",
             "macro-F1 on every test text at each speed s (a text leaves at the first layer whose branch's "
             f"normalised entropy is below s); texts/s and batch-1 latency on the {SPEED_TEXTS} texts the rows "

@@ -1,0 +1,100 @@
+"""Seeds trained in separate sittings, reported as one table: a benchmark folder's rows joined by
+the rows of earlier sittings' ``results.csv`` files (``--earlier_results``). For a machine whose
+folder does not outlive it, or a benchmark too long for one sitting: each sitting trains some
+seeds (``--seeds '[3, 4]'``) and keeps its small results.csv; the next reads it back.
+
+A run that two sittings both train — the teacher, fine-tuned again in every sitting — must come out
+the same in both, or their students learnt from different models and one table would compare them
+as if they had not. The check is a digest of the run's test-set probabilities."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bert2textcnn.errors import UserError
+
+TEXT_COLUMNS = {"name", "scheme", "probabilities_digest"}
+WHOLE_NUMBERS = {"seed", "epochs"}
+REQUIRED = ("name", "seed", "macro_f1", "probabilities_digest")
+
+
+@dataclass(frozen=True)
+class EarlierRow:
+    """A row of an earlier sitting's results.csv, and where it came from (for error messages)."""
+
+    path: str
+    line: int
+    row: dict[str, Any]
+
+
+def digest(probabilities: dict[str, list]) -> str:
+    """A fingerprint of a run's probabilities on the test texts."""
+    return hashlib.sha256(json.dumps(probabilities, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_earlier(paths: Sequence[str]) -> list[EarlierRow]:
+    """Every row of the files, parsed back to numbers; read before training, so a wrong path or a
+    damaged file stops the benchmark before it spends an hour."""
+    rows = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8", newline="") as file:
+                reader = csv.DictReader(file)
+                if missing := [column for column in REQUIRED if column not in (reader.fieldnames or [])]:
+                    raise UserError(f"{path}: not a benchmark results.csv of this version: no {missing} column")
+                rows += [EarlierRow(path, line, parse(raw, path, line)) for line, raw in enumerate(reader, start=2)]
+        except OSError as err:
+            raise UserError(f"{path}: cannot read earlier results: {err.strerror}") from None
+        except UnicodeDecodeError:
+            raise UserError(f"{path}: not a UTF-8 text file") from None
+    return rows
+
+
+def parse(raw: dict[str | None, Any], path: str, line: int) -> dict[str, Any]:
+    if None in raw:
+        raise UserError(f"{path}:{line}: more fields than the header names")
+    row: dict[str, Any] = {}
+    for column, value in raw.items():
+        if value is None or value == "":  # a column only some runs have (the plain student has no Δ)
+            continue
+        if column in TEXT_COLUMNS:
+            row[column] = value
+            continue
+        try:
+            number = float(value)
+        except ValueError:
+            raise UserError(f"{path}:{line}: {column} is {value!r}, not a number") from None
+        row[column] = int(number) if column in WHOLE_NUMBERS else number
+    if missing := [column for column in REQUIRED if column not in row]:
+        raise UserError(f"{path}:{line}: no value for {missing}")
+    return row
+
+
+def check_agrees(name: str, seed: int, fingerprint: str, earlier: Sequence[EarlierRow]) -> None:
+    """Refuse a run whose earlier-sitting twin (same name and seed) came out otherwise."""
+    for item in earlier:
+        if (item.row["name"], item.row["seed"]) == (name, seed) and item.row["probabilities_digest"] != fingerprint:
+            raise UserError(
+                f"{item.path}:{item.line}: {name!r} seed {seed} came out otherwise in that sitting (its test "
+                "probabilities differ), so the two sittings' students learnt from different models; report "
+                "them apart, or train both with the same code, data and options on the same kind of machine"
+            )
+
+
+def with_earlier(rows: list[dict[str, Any]], earlier: Sequence[EarlierRow]) -> list[dict[str, Any]]:
+    """This sitting's rows and the earlier rows of every run and seed it did not train, each run's
+    seeds together in seed order."""
+    merged = {(row["name"], row["seed"]): row for row in rows}
+    for item in earlier:
+        key = (item.row["name"], item.row["seed"])
+        if key in merged:
+            check_agrees(*key, merged[key]["probabilities_digest"], [item])
+        else:
+            merged[key] = item.row
+    order = {name: index for index, name in enumerate(dict.fromkeys(name for name, _ in merged))}
+    return sorted(merged.values(), key=lambda row: (order[row["name"]], row["seed"]))
