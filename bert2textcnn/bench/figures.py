@@ -120,7 +120,7 @@ def quality_vs_speed(path: Path, rows: list[dict[str, Any]], curve: dict[str, An
             "-o",
             color="tab:red",
             markersize=3,
-            label=f"{curve['run']}, seed {curve.get('seed', 0)}, by speed s",
+            label=f"{curve['run']}, seed {curve['seed']}, by speed s",
         )
         for point in points:
             axes.annotate(f"s={point['speed']}", (point["texts_per_s_b64"], point["macro_f1"]), fontsize=6,

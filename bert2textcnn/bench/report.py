@@ -334,7 +334,7 @@ def report(
 
         lines += [
             "",
-            f"## Early exit: {curve['run']} (seed {curve.get('seed', 0)})",
+            f"## Early exit: {curve['run']} (seed {curve['seed']})",
             "",
             "macro-F1 on every test text at each speed s (a text leaves at the first layer whose branch's "
             f"normalised entropy is below s); texts/s and batch-1 latency on the {SPEED_TEXTS} texts the rows "
