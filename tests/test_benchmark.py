@@ -203,8 +203,7 @@ def test_an_earlier_sitting_whose_teacher_came_out_otherwise_is_refused(report, 
         writer = csv.DictWriter(file, list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    output = tmp_path / "refused"
-    shutil.copytree(first, output)
+    output = tmp_path / "refused"  # fresh: the teacher trains here, then the check must stop the call
     args = ["benchmark", "--output", str(output), "--schemes", "[offline]", "--seeds", "1", "--epochs", "1",
             "--teacher", str(tiny_teacher), "--data.max_length", "48", "--teacher_epochs", "4", "--teacher_model",
             "{teacher_lr: 3e-3, warmup_ratio: 0.0}", "--speed", "false", "--earlier_results", f"[{other}]"]  # fmt: skip
@@ -215,7 +214,8 @@ def test_an_earlier_sitting_whose_teacher_came_out_otherwise_is_refused(report, 
     assert result.returncode == 2
     assert f"{other}:2: 'teacher' seed 0 came out otherwise in that sitting" in result.stderr
     assert "Traceback" not in result.stderr
-    assert "training …" not in result.stdout  # refused on the teacher, before any student trained
+    assert "teacher · seed 0: training …" in result.stdout
+    assert "student · seed 0: training …" not in result.stdout  # refused on the teacher, before any student
 
 
 def test_a_record_without_an_option_added_since_is_still_current():
