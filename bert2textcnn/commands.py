@@ -190,7 +190,8 @@ def benchmark(
         earlier_results: results.csv files of earlier sittings (kept from folders of other
             machines or calls), whose rows join this folder's tables and results.csv: seeds
             trained in several sittings report as one. A run both trained (the teacher, which
-            each sitting fine-tunes again) must have come out the same, or the call stops.
+            each sitting fine-tunes again) must have come out the same (the same test
+            probabilities, or the same scores where only rounding differs), or the call stops.
         reference: A run name, e.g. ``'theseus (student_layers=2, replace_epochs=0)'``: the
             report's Spread table adds each run's macro-F1 minus that run's of the same seed.
     """

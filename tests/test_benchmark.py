@@ -198,6 +198,7 @@ def test_an_earlier_sitting_whose_teacher_came_out_otherwise_is_refused(report, 
     with open(first / "results.csv", encoding="utf-8") as file:
         rows = list(csv.DictReader(file))
     rows[0]["probabilities_digest"] = "0" * 16  # the teacher row, as if trained otherwise
+    rows[0]["macro_f1"] = str(float(rows[0]["macro_f1"]) - 0.01)
     other = tmp_path / "other_sitting.csv"
     with open(other, "w", encoding="utf-8", newline="") as file:
         writer = csv.DictWriter(file, list(rows[0]))

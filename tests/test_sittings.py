@@ -63,7 +63,21 @@ def test_rows_of_runs_not_trained_here_join_in_seed_order(tmp_path):
 def test_a_run_that_came_out_otherwise_in_an_earlier_sitting_is_refused(tmp_path):
     path = write_results(tmp_path / "a.csv", [row("student", 0, 0.9), row("teacher", 0, 0.95, digest="other")])
     with pytest.raises(UserError, match=re.escape(f"{path}:3: 'teacher' seed 0 came out otherwise")):
-        with_earlier([row("teacher", 0, 0.95)], read_earlier([str(path)]))
+        with_earlier([row("teacher", 0, 0.95 + 1e-4)], read_earlier([str(path)]))
+
+
+def test_a_run_that_differs_only_in_rounding_counts_as_the_same(tmp_path, capsys):
+    """Another digest with every score the same is float rounding (another machine or load), while
+    one per-class figure apart is another model, even at the same macro-F1."""
+    scores = {"accuracy": 0.9, "precision_spam": 0.8, "recall_spam": 0.7}
+    path = write_results(tmp_path / "a.csv", [row("teacher", 0, 0.95) | scores])
+    here = row("teacher", 0, 0.95, digest="rounded otherwise") | scores
+    assert with_earlier([here], read_earlier([str(path)])) == [here]
+    assert f"{path}:2: 'teacher' seed 0: the test probabilities differ from that sitting's in rounding" in (
+        capsys.readouterr().out
+    )
+    with pytest.raises(UserError, match="came out otherwise"):
+        with_earlier([here | {"recall_spam": 0.71}], read_earlier([str(path)]))
 
 
 @pytest.mark.parametrize(

@@ -35,12 +35,12 @@ import lightning as L
 import torch
 
 from bert2textcnn.bench.plan import BenchmarkData, Run, defaults, old_models_of, same_run, same_settings, settings
-from bert2textcnn.bench.report import write_report
-from bert2textcnn.bench.sittings import check_agrees, digest, read_earlier
+from bert2textcnn.bench.report import own_row, test_targets, write_report
+from bert2textcnn.bench.sittings import EarlierRow, check_agrees, read_earlier
 from bert2textcnn.checkpoint import AtomicCheckpointIO
 from bert2textcnn.data.augment import Augmentation
 from bert2textcnn.data.datamodule import TextDataModule, demo_path
-from bert2textcnn.data.records import read_records
+from bert2textcnn.data.records import Record, read_records
 from bert2textcnn.distill.route import INDEX
 from bert2textcnn.distill.schemes import SCHEMES
 from bert2textcnn.distill.schemes.base import DistillationModule
@@ -120,6 +120,13 @@ def probabilities_on(model: DistillationModule, texts: list[str], batch_size: in
     return probabilities
 
 
+def check_sitting(record: dict[str, Any], test: list[Record], earlier: Sequence[EarlierRow]) -> None:
+    """Stop at a run that came out otherwise in an earlier sitting (see ``sittings``)."""
+    if earlier:
+        labels, targets, _ = test_targets(record["checkpoint"], test)
+        check_agrees(own_row(record, labels, targets), earlier)
+
+
 def run_all(
     data: BenchmarkData,
     output: str,
@@ -158,7 +165,7 @@ def run_all(
             elif Path(record["checkpoint"]).is_file():
                 done[run.key] = record
                 print(f"{where}: finished earlier, skipped", flush=True)
-                check_agrees(run.name, run.seed, digest(record["probabilities"]), earlier)
+                check_sitting(record, test, earlier)
                 continue
         if not train_missing:
             print(f"{where}: not trained, left out of the report", flush=True)
@@ -169,7 +176,7 @@ def run_all(
         atomic_write_text(path, json.dumps(done[run.key]))
         print(f"{where}: done in {done[run.key]['train_seconds']:.0f} s", flush=True)
         # the teacher differs from an earlier sitting's: say so now, not after the students' hours
-        check_agrees(run.name, run.seed, digest(done[run.key]["probabilities"]), earlier)
+        check_sitting(done[run.key], test, earlier)
     finished = [run for run in runs if run.key in done]
     if runs[0] not in finished:
         raise UserError(f"{folder}: the {runs[0].name} run has not finished; there is nothing to report yet")

@@ -35,19 +35,10 @@ def score(record: dict[str, Any], labels: list[str], targets: torch.Tensor, posi
     in full, the teacher's macro-F1 beside it, and against the plain student of the same seed:
     coverage, NFR and the macro-F1 difference."""
     run = Run(**record["run"])
-    row: dict[str, Any] = {
-        "name": run.name,
-        "scheme": run.scheme,
-        "seed": run.seed,
-        "label_fraction": run.label_fraction,
-        "probabilities_digest": digest(record["probabilities"]),
-    }
+    row = own_row(record, labels, targets)
     for role, probs in record["probabilities"].items():
-        values = classification_scores(probs, labels, targets)
-        if role == main_role(record):
-            row |= values
-        else:
-            row[f"{role}_macro_f1"] = values["macro_f1"]
+        if role != main_role(record):
+            row[f"{role}_macro_f1"] = classification_scores(probs, labels, targets)["macro_f1"]
     if run.plain_run:
         plain = done[run.plain_run]["probabilities"]["student"]
         row |= compatibility_with_old(record["probabilities"]["student"], [
@@ -61,6 +52,18 @@ def score(record: dict[str, Any], labels: list[str], targets: torch.Tensor, posi
             )
     seconds, epochs = record["train_seconds"], record["epochs"]
     return row | {"train_seconds": seconds, "epochs": epochs, "seconds_per_epoch": seconds / max(1, epochs)}
+
+
+def own_row(record: dict[str, Any], labels: list[str], targets: torch.Tensor) -> dict[str, Any]:
+    """The run's name, seed, digest and its own model's scores: what tells two sittings' runs apart."""
+    run = Run(**record["run"])
+    return {
+        "name": run.name,
+        "scheme": run.scheme,
+        "seed": run.seed,
+        "label_fraction": run.label_fraction,
+        "probabilities_digest": digest(record["probabilities"]),
+    } | classification_scores(record["probabilities"][main_role(record)], labels, targets)
 
 
 def compatibility_with_old(new: list, old: list[list], targets: torch.Tensor, positive: int) -> dict[str, float]:
@@ -83,6 +86,13 @@ def classification_scores(probabilities: list, labels: list[str], targets: torch
     return metrics.scalars(metrics.compute(), "")
 
 
+def test_targets(checkpoint: str, test: list[Record]) -> tuple[list[str], torch.Tensor, int]:
+    """The labels in the model's order, the test texts' label indices, and the positive class."""
+    labels = list(project_record(checkpoint)["labels"])
+    targets = torch.tensor([labels.index(r.label) for r in test])
+    return labels, targets, labels.index("spam") if "spam" in labels else len(labels) - 1
+
+
 def main_role(record: dict[str, Any]) -> str:
     return "student" if "student" in record["probabilities"] else "teacher"
 
@@ -100,9 +110,7 @@ def write_report(
 ) -> None:
     """The report of this folder's finished runs and of ``earlier`` rows from other sittings (in the
     tables and results.csv only: the pictures of runs and the timings need this folder's models)."""
-    labels = list(project_record(done[runs[0].key]["checkpoint"])["labels"])
-    targets = torch.tensor([labels.index(r.label) for r in test])
-    positive = labels.index("spam") if "spam" in labels else len(labels) - 1
+    labels, targets, positive = test_targets(done[runs[0].key]["checkpoint"], test)
     here = [score(done[run.key], labels, targets, positive, done) for run in runs]
     if speed:
         timed = timed_runs(runs, done, [r.text for r in test][:SPEED_TEXTS], threads)
