@@ -71,7 +71,9 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
         args += ["--model.historical", f"[{trained_checkpoint('student', small_data, tmp_path)}]"]
     whole, interrupted = tmp_path / "whole", tmp_path / "interrupted"
     whole.mkdir(), interrupted.mkdir()
-    assert fit(whole, *args).returncode == 0
+    uninterrupted = fit(whole, *args)
+    assert uninterrupted.returncode == 0
+    assert "eval mode at the start of training" not in uninterrupted.stderr  # frozen teachers are eval on purpose
 
     killer = json.dumps({"class_path": "killer.KillAtBatch", "init_args": {"epoch": 1, "batch": 3}})
     killed = fit(interrupted, *args, f"--trainer.callbacks+={killer}")
