@@ -187,7 +187,7 @@ class DistillCLI(LightningCLI):
 def main(args: list[str] | None = None) -> None:
     # Encoding raw text in the LightningModule hook is deliberate (each model owns its tokenizer).
     warnings.filterwarnings("ignore", message=".*overridden `on_before_batch_transfer`.*")
-    # A frozen teacher (offline, theseus, ...) is kept in eval mode on purpose: no dropout in its targets.
+    # A frozen teacher stays in eval mode on purpose (no dropout in what it gives), as Lightning warns.
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
     package_log = logging.getLogger("bert2textcnn")
     if not package_log.handlers:
