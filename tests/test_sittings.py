@@ -60,6 +60,19 @@ def test_rows_of_runs_not_trained_here_join_in_seed_order(tmp_path):
     assert [(r["name"], r["seed"]) for r in merged] == [("teacher", 0), ("student", 0), ("student", 1), ("student", 2)]
 
 
+def test_a_run_trained_in_both_sittings_keeps_the_faster_timing(tmp_path):
+    """The teacher, fine-tuned again in a later sitting on a slower machine, is the same run: its
+    earlier, faster time is what it costs, while its scores are the ones trained here."""
+    before = [row("teacher", 0, 0.95, seconds=800.0) | {"seconds_per_epoch": 800.0}, row("student", 0, 0.9, "d", 40.0)]
+    earlier = read_earlier([str(write_results(tmp_path / "a.csv", before))])
+    here = [row("teacher", 0, 0.95, seconds=1200.0) | {"seconds_per_epoch": 1200.0, "accuracy": 0.96},
+            row("student", 0, 0.9, seconds=30.0)]  # fmt: skip
+    teacher, student = with_earlier(here, earlier)
+    assert (teacher["train_seconds"], teacher["seconds_per_epoch"], teacher["accuracy"]) == (800.0, 800.0, 0.96)
+    assert student["train_seconds"] == 30.0  # faster here: this sitting's time stands
+    assert here[0]["train_seconds"] == 1200.0  # this sitting's own rows are not rewritten
+
+
 def test_a_run_that_came_out_otherwise_in_an_earlier_sitting_is_refused(tmp_path):
     path = write_results(tmp_path / "a.csv", [row("student", 0, 0.9), row("teacher", 0, 0.95, digest="other")])
     with pytest.raises(UserError, match=re.escape(f"{path}:3: 'teacher' seed 0 came out otherwise")):

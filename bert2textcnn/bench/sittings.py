@@ -111,15 +111,21 @@ def is_score(column: str) -> bool:
     return column in ("accuracy", "macro_f1") or column.startswith(("precision_", "recall_", "f1_"))
 
 
+TIMINGS = ("train_seconds", "seconds_per_epoch")
+
+
 def with_earlier(rows: list[dict[str, Any]], earlier: Sequence[EarlierRow]) -> list[dict[str, Any]]:
     """This sitting's rows and the earlier rows of every run and seed it did not train, each run's
-    seeds together in seed order."""
+    seeds together in seed order. A run both sittings trained keeps the faster sitting's timings:
+    the same run, so the slower time measured the machine or its load, not the run."""
     merged = {(row["name"], row["seed"]): row for row in rows}
     for item in earlier:
         key = (item.row["name"], item.row["seed"])
-        if key in merged:
-            check_agrees(merged[key], [item])
-        else:
+        if key not in merged:
             merged[key] = item.row
+            continue
+        check_agrees(merged[key], [item])
+        if item.row.get("train_seconds", math.inf) < merged[key].get("train_seconds", math.inf):
+            merged[key] = merged[key] | {column: item.row[column] for column in TIMINGS if column in item.row}
     order = {name: index for index, name in enumerate(dict.fromkeys(name for name, _ in merged))}
     return sorted(merged.values(), key=lambda row: (order[row["name"]], row["seed"]))
