@@ -29,6 +29,7 @@ from bert2textcnn.errors import UserError
 TEXT_COLUMNS = {"name", "scheme", "probabilities_digest"}
 WHOLE_NUMBERS = {"seed", "epochs"}
 REQUIRED = ("name", "seed", "macro_f1", "probabilities_digest")
+TIMINGS = ("train_seconds", "seconds_per_epoch")  # what two sittings of one run may differ in
 
 
 @dataclass(frozen=True)
@@ -109,9 +110,6 @@ def same_scores(row: dict[str, Any], other: dict[str, Any]) -> bool:
 
 def is_score(column: str) -> bool:
     return column in ("accuracy", "macro_f1") or column.startswith(("precision_", "recall_", "f1_"))
-
-
-TIMINGS = ("train_seconds", "seconds_per_epoch")
 
 
 def with_earlier(rows: list[dict[str, Any]], earlier: Sequence[EarlierRow]) -> list[dict[str, Any]]:
