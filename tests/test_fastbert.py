@@ -60,7 +60,9 @@ def entropy_quantile(model: FastBert, texts: list[str], layer: int, q: float) ->
 
 def test_normalised_entropy_is_zero_when_sure_and_one_when_uniform():
     u = normalised_entropy(torch.tensor([[0.0, 0.0, 0.0], [50.0, 0.0, 0.0]]))
-    assert torch.allclose(u, torch.tensor([1.0, 0.0]), atol=1e-6)
+    assert torch.allclose(u, torch.tensor([1.0, 0.0], dtype=u.dtype), atol=1e-6)
+    nearly_even = normalised_entropy(torch.tensor([[0.0, 3e-4], [0.0, 1e-4]]))  # an untrained branch's
+    assert (nearly_even < 1.0).all()  # so at speed 1 such a text still leaves at its first branch
 
 
 def test_at_speed_zero_every_text_runs_every_layer_and_gets_the_berts_own_logits(four_layers):
