@@ -149,7 +149,9 @@ class DistillCLI(LightningCLI):
             default=True,
             help="After fit, test the best checkpoint on --data.test_path (if any) and print the report.",
         )
-        parser.set_defaults({"data.learn_from_unlabeled": SCHEMES[self.scheme].distils})
+        scheme = SCHEMES[self.scheme]
+        parser.set_defaults({"data.learn_from_unlabeled": scheme.distils})
+        parser.set_defaults({f"data.{name}": value for name, value in scheme.data_defaults.items()})
         parser.link_arguments("data.labels", "model.labels", apply_on="instantiate")
         parser.link_arguments("data.vocab", "model.vocab", apply_on="instantiate")
         parser.link_arguments("data.max_length", "model.max_length", apply_on="instantiate")
@@ -189,6 +191,8 @@ def main(args: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", message=".*overridden `on_before_batch_transfer`.*")
     # A frozen teacher stays in eval mode on purpose (no dropout in what it gives), as Lightning warns.
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
+    # A joint run's schedules count batches from its first, also those of a model not stepped yet.
+    warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`")
     package_log = logging.getLogger("bert2textcnn")
     if not package_log.handlers:
         handler = logging.StreamHandler()

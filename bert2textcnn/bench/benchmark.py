@@ -24,6 +24,7 @@ and ``runs/`` (each run's metrics, test-set probabilities and checkpoint).
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from collections.abc import Sequence
@@ -34,8 +35,17 @@ from typing import Any
 import lightning as L
 import torch
 
-from bert2textcnn.bench.plan import BenchmarkData, Run, defaults, old_models_of, same_run, same_settings, settings
-from bert2textcnn.bench.report import own_row, test_targets, write_report
+from bert2textcnn.bench.plan import (
+    BenchmarkData,
+    Run,
+    chooses_on_validation,
+    defaults,
+    old_models_of,
+    same_run,
+    same_settings,
+    settings,
+)
+from bert2textcnn.bench.report import HALVES, own_row, test_targets, write_report
 from bert2textcnn.bench.sittings import EarlierRow, check_agrees, read_earlier
 from bert2textcnn.checkpoint import AtomicCheckpointIO
 from bert2textcnn.data.augment import Augmentation
@@ -45,7 +55,7 @@ from bert2textcnn.distill.route import INDEX
 from bert2textcnn.distill.schemes import SCHEMES
 from bert2textcnn.distill.schemes.base import DistillationModule
 from bert2textcnn.errors import UserError
-from bert2textcnn.files import atomic_write_text
+from bert2textcnn.files import atomic_write, atomic_write_text
 from bert2textcnn.inference.predictor import StudentPredictor
 from bert2textcnn.models.protocol import logits_in_order
 from bert2textcnn.seeding import EpochSeeding
@@ -60,12 +70,15 @@ def train(run: Run, data: BenchmarkData, teacher: str | None, folder: Path, done
     L.seed_everything(run.seed, verbose=False)
     scheme = SCHEMES[run.scheme]
     shared = {k: v for k, v in asdict(data).items() if k not in ("val_path", "test_path")}
-    # The test file doubles as a validation file that is never evaluated (limit_val_batches=0).
+    # The test file doubles as a validation file that is never evaluated (limit_val_batches=0). A
+    # run that picks among KD settings picks on the test file's odd rows, so the report's even
+    # rows quote it unflattered (its Selection table).
+    val_path = choice_rows(data, folder) if chooses_on_validation(run) else data.test_path
     options = dict(run.data)
     if isinstance(options.get("augment"), dict):
         options["augment"] = Augmentation(**options["augment"])
     # The run's own data options win over the shared ones (an old model's own tokenizer).
-    datamodule = TextDataModule(**(shared | options), val_path=data.test_path, learn_from_unlabeled=scheme.distils)
+    datamodule = TextDataModule(**(shared | options), val_path=val_path, learn_from_unlabeled=scheme.distils)
     hparams = {"teacher": teacher, **run.hparams}
     declared = defaults(scheme)  # what the scheme takes decides what it is given
     if "teacher_checkpoint" in declared and run.teacher_run:  # the benchmark's fine-tuned teacher, frozen
@@ -106,6 +119,23 @@ def train(run: Run, data: BenchmarkData, teacher: str | None, folder: Path, done
         "probabilities": probabilities_on(model, texts),
         **({"anchors": str(anchors / INDEX)} if anchors else {}),
     }
+
+
+def choice_rows(data: BenchmarkData, folder: Path) -> str:
+    """The test file's odd rows (``report.HALVES``), written once into the report folder."""
+    path = folder / "choice_rows.csv"
+    if not path.is_file():
+        records = read_records(data.test_path, data.text_column, data.label_column)[HALVES["odd_rows"]]
+        columns = (data.text_column, data.label_column)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", encoding="utf-8", newline="") as file:
+                writer = csv.writer(file)
+                writer.writerow(columns)
+                writer.writerows((r.text, r.label) for r in records)
+
+        atomic_write(path, write)
+    return str(path)
 
 
 @torch.inference_mode()

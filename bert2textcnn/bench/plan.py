@@ -6,7 +6,7 @@ import inspect
 import itertools
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
 from bert2textcnn.data.datamodule import TextDataModule
@@ -180,8 +180,9 @@ def plan(
             hparams = {"historical_weights": shares} if "historical_weights" in takes else {}
             teacher_run = teacher.key if {"teacher_checkpoint", "teacher_route"} & takes else None
             shared = {"teacher_run": teacher_run, "plain_run": plain.key, "epochs": epochs, "old_runs": old_runs}
+            scheme_data = {name: as_plain(value) for name, value in SCHEMES[scheme].data_defaults.items()}
             runs += [
-                Run(scheme + variant, scheme, seed, data_overrides, hparams | overrides, **shared)
+                Run(scheme + variant, scheme, seed, scheme_data | data_overrides, hparams | overrides, **shared)
                 for overrides, variant in variants
                 if runs_variant(scheme, overrides)
             ]
@@ -207,6 +208,17 @@ def plan(
                     hparams = {"unlabeled_target": target} | overrides
                     runs.append(Run(name, scheme, seed, low, hparams, low_teacher.key, low_plain.key, low_label_epochs))
     return sorted(runs, key=lambda run: trains_bert_beside_student(run.scheme))
+
+
+def as_plain(value: Any) -> Any:
+    """A data option as a run records it: an options dataclass as its dict."""
+    return asdict(value) if is_dataclass(value) and not isinstance(value, type) else value
+
+
+def chooses_on_validation(run: Run) -> bool:
+    """Whether the run picks among KD settings on validation rows (a joint scheme's tail)."""
+    model = settings(run)["model"]
+    return model.get("tail_epochs", 0) > 0 and len(model.get("tail_kd", ())) > 1
 
 
 def old_model_runs(recipes: list[dict[str, Any]], plain: Run) -> list[Run]:

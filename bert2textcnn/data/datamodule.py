@@ -119,6 +119,9 @@ class TextDataModule(L.LightningDataModule):
         self.label_fraction, self.sample_seed = label_fraction, sample_seed
         self.learn_from_unlabeled, self.unlabeled_share = learn_from_unlabeled, unlabeled_share
         self._unlabelled: list[str] | None = None
+        # The first epoch that reads the unlabelled rows: a joint run keeps them for its tail, when
+        # the teacher is finished (``distill.phases``); the scheme sets it before training.
+        self.unlabeled_from_epoch = 0
         if checkpoint:
             record = project_record(checkpoint)
             self.labels: list[str] = list(record["labels"])
@@ -218,13 +221,17 @@ class TextDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0  # a resumed run starts mid-way
+        return self.train_loader(epoch)
+
+    def train_loader(self, epoch: int) -> DataLoader:
+        """The training batches of ``epoch``; its rows are the same whatever reads them."""
         labelled = self._rows(self.labelled_train_records())
         unlabelled = [
             {"text": text, "label": UNLABELED, "index": len(labelled) + i}
-            for i, text in enumerate(self.unlabeled_texts())
+            for i, text in enumerate(self.unlabeled_texts() if epoch >= self.unlabeled_from_epoch else [])
         ]
         rows = labelled + unlabelled
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0  # a resumed run starts mid-way
         if self.unlabeled_share is None or not unlabelled:
             lengths = [len(row["text"]) for row in rows]
             order: EpochShuffle = LengthGroupedShuffle(lengths, self.batch_size, self.length_grouping, epoch)

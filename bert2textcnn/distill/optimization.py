@@ -21,15 +21,22 @@ def adamw_with_schedule(
     run_batches: int,
     warmup_ratio: float,
     weight_decay: float,
+    spans: dict[str, tuple[int, int]] | None = None,
 ) -> Any:
     """One AdamW per entry of ``per_optimizer`` (the models it steps; a param group pair each, at
-    the model's own learning rate), in Lightning's ``configure_optimizers`` format."""
-    schedule = warmup_then_decay(run_batches, warmup_ratio)
+    the model's own learning rate), in Lightning's ``configure_optimizers`` format. A model trains
+    over the whole run, or over its ``spans`` entry (first batch, batches): a phase of the run, its
+    learning rate 0 outside it. Every scheduler steps once per batch."""
+    spans = spans or {}
     configs = []
     for roles in per_optimizer:
-        groups = [group for role in roles for group in decay_groups(modules[role], lrs[role], role, weight_decay)]
+        groups, schedules = [], []
+        for role in roles:
+            role_groups = decay_groups(modules[role], lrs[role], role, weight_decay)
+            groups += role_groups
+            schedules += [warmup_then_decay(*spans.get(role, (0, run_batches)), warmup_ratio)] * len(role_groups)
         optimizer = torch.optim.AdamW(groups)
-        scheduler = LambdaLR(optimizer, [schedule] * len(groups))
+        scheduler = LambdaLR(optimizer, schedules)
         configs.append(
             {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"}}
         )
@@ -60,10 +67,15 @@ def decay_groups(module: nn.Module, lr: float, name: str, weight_decay: float) -
     ]
 
 
-def warmup_then_decay(total: int, warmup_ratio: float):
+def warmup_then_decay(first: int, total: int, warmup_ratio: float):
+    """The factor on the learning rate at each batch of the run: 0 before batch ``first``, a linear
+    warm-up over ``warmup_ratio`` of the next ``total`` batches, then a linear decay to 0."""
     warmup = int(total * warmup_ratio)
 
-    def factor(step: int) -> float:
+    def factor(batch: int) -> float:
+        step = batch - first
+        if step < 0:
+            return 0.0
         if step < warmup:
             return (step + 1) / (warmup + 1)
         return max(0.0, (total - step) / max(1, total - warmup))

@@ -53,6 +53,7 @@ class DistillationModule(L.LightningModule):
     separate_optimizers: ClassVar[bool] = False  # one optimizer per trained model, stepped in turn
     distils: ClassVar[bool] = True  # the student learns from a teacher, so unlabelled rows are useful
     exits_early: ClassVar[bool] = False  # its model leaves early on easy texts: timed along its speeds, not exported
+    data_defaults: ClassVar[dict[str, Any]] = {}  # ``--data.*`` defaults of its own, e.g. a transfer set
 
     def __init__(self, labels: list[str] | None = None, vocab: Any = None, max_length: int = 128, *,
                  options: Options) -> None:  # fmt: skip

@@ -243,5 +243,5 @@ class FastBertScheme(DistillationModule):
 
 def within(start: int, length: int, warmup_ratio: float):
     """Warm-up then decay over batches [start, start + length); 0 outside them."""
-    schedule = warmup_then_decay(length, warmup_ratio)
+    schedule = warmup_then_decay(0, length, warmup_ratio)
     return lambda step: schedule(step - start) if start <= step < start + length else 0.0

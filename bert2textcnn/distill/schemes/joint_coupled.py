@@ -1,6 +1,7 @@
 """`joint_coupled` (方案3, "参数不隔离"): as `joint_isolated`, but the student's soft loss also
 trains the teacher: the teacher minimises CE(t, y) + β·KD(s.detach(), t), so it learns how to
-teach. The student's own update is unchanged. The source reports this as the best scheme.
+teach. The student's own update is unchanged. The source reports this as the best scheme. The
+coupling acts in the joint epochs; the teacher-alone and tail phases are ``distill.phases``.
 """
 
 import torch
@@ -8,11 +9,12 @@ import torch
 from bert2textcnn.distill.hints import HintOptions
 from bert2textcnn.distill.losses import kd_loss
 from bert2textcnn.distill.options import JOINT_GROUPS, CouplingOptions, DistillOptions
+from bert2textcnn.distill.phases import PhaseOptions
 from bert2textcnn.distill.schemes.joint_isolated import JointIsolatedScheme
 from bert2textcnn.option_groups import takes
 
 
-@takes(*JOINT_GROUPS, HintOptions, CouplingOptions)
+@takes(*JOINT_GROUPS, PhaseOptions, HintOptions, CouplingOptions)
 class JointCoupledScheme(JointIsolatedScheme):
     """As joint_isolated, but the teacher also minimises β·KD(s.detach(), t): it learns to teach."""
 

@@ -1,10 +1,10 @@
 """`joint_isolated` (方案2): teacher and student train together, each batch, with two optimizers.
 
-The teacher learns from the labels only; the student learns α·KD(s, t.detach()) + (1−α)·CE(s, y).
-Detaching t is the isolation: nothing the student does moves the teacher. The student's KD waits
-for the teacher to beat a constant guess (``--model.teacher_gate``) and may ramp in
-(``--model.kd_warmup``), so it does not learn a half-trained teacher's early guesses. Manual optimisation
-(as in Lightning's GAN example) lets each model keep its own optimizer, learning rate and schedule.
+In the joint epochs the teacher learns from the labels only; the student learns
+α·KD(s, t.detach()) + (1−α)·CE(s, y). Detaching t is the isolation: nothing the student does moves
+the teacher, in any phase. The run around those epochs (the teacher alone first, the student alone
+against the finished teacher last) is ``distill.phases``; the student's KD waits for the teacher to
+beat a constant guess (``--model.teacher_gate``) and may ramp in (``--model.kd_warmup``).
 """
 
 from typing import Any
@@ -14,20 +14,17 @@ import torch
 from bert2textcnn.distill.hints import HintOptions
 from bert2textcnn.distill.losses import labelled_ce, student_loss
 from bert2textcnn.distill.options import JOINT_GROUPS
-from bert2textcnn.distill.schemes.base import DistillationModule
-from bert2textcnn.distill.teachers import JointTeacher, TeacherSource
+from bert2textcnn.distill.phases import PhaseOptions
+from bert2textcnn.distill.schemes.joint import JointScheme
 from bert2textcnn.option_groups import takes
 
 
-@takes(*JOINT_GROUPS, HintOptions)
-class JointIsolatedScheme(DistillationModule):
+@takes(*JOINT_GROUPS, PhaseOptions, HintOptions)
+class JointIsolatedScheme(JointScheme):
     """Teacher (CE only) and student (α·KD + (1−α)·CE on detached teacher logits), trained together."""
 
     name = "joint_isolated"
     separate_optimizers = True
-
-    def pick_teacher_source(self) -> TeacherSource:
-        return JointTeacher()
 
     def teacher_loss_terms(
         self, teacher_logits: torch.Tensor, detached_student_logits: torch.Tensor, labels: torch.Tensor
@@ -51,22 +48,3 @@ class JointIsolatedScheme(DistillationModule):
     ) -> dict[str, torch.Tensor]:
         """The student's loss, ``loss_student``: α·KD + (1−α)·CE against the detached teacher."""
         return student_loss(student_logits, detached_teacher_logits, batch["label"], self.student_targets)
-
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        terms = self.training_terms(batch, batch_idx)
-        # Each trained model has its own optimizer and is moved by its own loss, ``loss_<role>``.
-        # The losses live on separate graphs (each sees the other model detached), so the order
-        # of the updates cannot leak one model's loss into the other.
-        for role, optimizer in zip(self.trained_modules(), _as_list(self.optimizers()), strict=True):
-            optimizer.zero_grad()
-            self.manual_backward(terms[f"loss_{role}"])
-            self.configure_gradient_clipping(optimizer)
-            optimizer.step()
-        for scheduler in _as_list(self.lr_schedulers()):
-            scheduler.step()
-        self.log_terms(terms, batch_size=len(batch["text"]))
-
-
-def _as_list(value: Any) -> list[Any]:
-    """Lightning returns a single optimizer (or scheduler) bare and several as a list."""
-    return value if isinstance(value, list) else [value]

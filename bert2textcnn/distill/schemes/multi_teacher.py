@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +55,7 @@ class MultiTeacherScheme(JointIsolatedScheme):
     """Student learns from a weighted mix of BERT and frozen historical models (keeps old hits)."""
 
     name = "multi_teacher"
+    data_defaults: ClassVar[dict[str, Any]] = {}  # no tail, so no transfer set of its own
 
     historical: Sequence[HistoricalModel] = ()  # loaded in setup
 

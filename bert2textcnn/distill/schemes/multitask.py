@@ -3,7 +3,8 @@ CE(t, y) + α·KD(s, t) + (1−α)·CE(s, y), nothing detached, one backward and
 (one AdamW with a parameter group per model, so each keeps its learning rate).
 
 The KD term therefore also pulls the teacher towards the student. The source reports the
-TextCNN degrading under this scheme; it is reproduced as described, not corrected.
+TextCNN degrading under this scheme; it is reproduced as described, not corrected. The summed
+loss is the joint epochs' batch; the teacher-alone and tail phases are ``distill.phases``.
 """
 
 from typing import Any
@@ -13,19 +14,17 @@ import torch
 from bert2textcnn.distill.hints import HintOptions
 from bert2textcnn.distill.losses import labelled_ce, student_loss
 from bert2textcnn.distill.options import JOINT_GROUPS
-from bert2textcnn.distill.schemes.base import DistillationModule
-from bert2textcnn.distill.teachers import JointTeacher, TeacherSource
+from bert2textcnn.distill.phases import PhaseOptions
+from bert2textcnn.distill.schemes.joint import JointScheme
 from bert2textcnn.option_groups import takes
 
 
-@takes(*JOINT_GROUPS, HintOptions)
-class MultitaskScheme(DistillationModule):
+@takes(*JOINT_GROUPS, PhaseOptions, HintOptions)
+class MultitaskScheme(JointScheme):
     """One summed loss CE(t) + α·KD(s, t) + (1−α)·CE(s), nothing detached, one optimizer step."""
 
     name = "multitask"
-
-    def pick_teacher_source(self) -> TeacherSource:
-        return JointTeacher()
+    joint_optimizers = (("student", "teacher"),)
 
     def loss_terms(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         labels = batch["label"]
