@@ -17,6 +17,14 @@ pytestmark = pytest.mark.slow  # end to end, in subprocesses: left out of `make 
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2"]
+JOINT = ("joint_isolated", "joint_coupled", "multitask")
+# A joint run in every phase: a teacher epoch, a joint epoch, a tail epoch.
+PHASED = ["--trainer.max_epochs", "3", "--model.tail_epochs", "1"]
+JOINT_BATCHES_ONLY = ["--model.teacher_epochs", "0", "--model.tail_epochs", "0"]
+
+
+def phased(scheme: str) -> list[str]:
+    return PHASED if scheme in JOINT else []
 
 
 def run_cli(*args: str, cwd: Path, ok: bool = True) -> subprocess.CompletedProcess:
@@ -69,7 +77,7 @@ def hparams_tab(events) -> tuple[set[str], dict]:
 
 @pytest.mark.parametrize("scheme", ["student", "teacher", "joint_isolated", "joint_coupled", "multitask"])
 def test_fit_writes_checkpoint_events_and_test_report(workdir, scheme):
-    result = run_cli("fit", "--scheme", scheme, *common(workdir), cwd=workdir)
+    result = run_cli("fit", "--scheme", scheme, *common(workdir), *phased(scheme), cwd=workdir)
     assert only_checkpoint(workdir, scheme).is_file()
     events = tensorboard_events(workdir / "runs" / scheme / "version_0")
     roles = [role for role in ("student", "teacher") if role == scheme or scheme not in ("student", "teacher")]
@@ -88,7 +96,7 @@ def test_fit_writes_checkpoint_events_and_test_report(workdir, scheme):
 @pytest.mark.parametrize("scheme", ["joint_coupled", "multitask"])
 def test_new_joint_schemes_test_and_predict_from_their_checkpoint(workdir, small_data, scheme):
     if not (workdir / "runs" / scheme).exists():
-        run_cli("fit", "--scheme", scheme, *common(workdir), cwd=workdir)
+        run_cli("fit", "--scheme", scheme, *common(workdir), *PHASED, cwd=workdir)
     ckpt = only_checkpoint(workdir, scheme)
     result = run_cli("test", "--ckpt_path", str(ckpt), "--data.test_path", str(small_data["val"]), cwd=workdir)
     assert f"Test report · teacher ({scheme})" in result.stdout
@@ -130,7 +138,7 @@ def test_offline_from_teacher_checkpoint_then_predict(workdir, teacher_checkpoin
 
 def test_test_subcommand_reads_scheme_and_vocab_from_checkpoint(workdir, small_data):
     if not (workdir / "runs" / "joint_isolated").exists():
-        run_cli("fit", "--scheme", "joint_isolated", *common(workdir), cwd=workdir)
+        run_cli("fit", "--scheme", "joint_isolated", *common(workdir), *PHASED, cwd=workdir)
     ckpt = only_checkpoint(workdir, "joint_isolated")
     result = run_cli("test", "--ckpt_path", str(ckpt), "--data.test_path", str(small_data["val"]), cwd=workdir)
     assert "Test report · student (joint_isolated)" in result.stdout
@@ -139,17 +147,18 @@ def test_test_subcommand_reads_scheme_and_vocab_from_checkpoint(workdir, small_d
 
 def test_fit_resumes_from_last_checkpoint(workdir):
     if not (workdir / "runs" / "joint_isolated").exists():
-        run_cli("fit", "--scheme", "joint_isolated", *common(workdir), cwd=workdir)
+        run_cli("fit", "--scheme", "joint_isolated", *common(workdir), *PHASED, cwd=workdir)
     [last] = (workdir / "runs" / "joint_isolated").glob("version_0/checkpoints/last.ckpt")
     result = run_cli(
-        "fit", "--ckpt_path", str(last), *common(workdir), "--trainer.max_epochs", "2", "--test_after_fit", "false",
-        cwd=workdir,
+        "fit", "--ckpt_path", str(last), *common(workdir), *PHASED, "--trainer.max_epochs", "4",
+        "--test_after_fit", "false", cwd=workdir,
     )  # fmt: skip
     assert "Restored all states from the checkpoint" in result.stderr + result.stdout
-    best = result.stdout.split("Best checkpoint:")[1].split()[0]
-    resumed = torch.load(workdir / best, weights_only=True)
-    assert resumed["epoch"] == 1  # the second epoch, after the restored first one
-    assert len(resumed["optimizer_states"]) == 2  # teacher and student optimizers both saved
+    [last] = (workdir / "runs" / "joint_isolated").glob("version_1/checkpoints/last.ckpt")
+    resumed = torch.load(last, weights_only=True)
+    assert resumed["epoch"] == 3  # the fourth epoch, after the restored three
+    assert len(resumed["optimizer_states"]) == 4  # teacher, student and the tail's two copies
+    assert resumed["tail"]["chosen"] in [{"alpha": 1.0, "temperature": 2.0}, {"alpha": 0.5, "temperature": 1.0}]
 
 
 def test_help_lists_every_scheme(workdir):
@@ -220,7 +229,8 @@ def test_joint_coupled_with_a_label_fraction_and_hard_pseudo_labels(workdir):
     result = run_cli(
         "fit", "--scheme", "joint_coupled", *common(workdir), "--data.label_fraction", "0.5",
         "--data.unlabeled_share", "0.5", "--model.unlabeled_target", "hard",
-        "--trainer.logger.init_args.name", "coupled_transfer", "--test_after_fit", "false", cwd=workdir,
+        "--trainer.logger.init_args.name", "coupled_transfer", "--test_after_fit", "false", *JOINT_BATCHES_ONLY,
+        cwd=workdir,
     )  # fmt: skip
     assert "Training rows: 48 labelled, 48 unlabelled (48 dropped labels" in result.stderr
     [run_dir] = (workdir / "runs" / "coupled_transfer").glob("version_*")

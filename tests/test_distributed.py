@@ -26,6 +26,8 @@ def test_two_process_ddp_on_cpu(scheme, small_data, tiny_teacher, teacher_checkp
         "--model.teacher", str(tiny_teacher), "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "2",
         "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
     ]  # fmt: skip
+    if scheme == "joint_isolated":  # one epoch: joint batches alone
+        args += ["--model.teacher_epochs", "0", "--model.tail_epochs", "0"]
     if scheme == "offline":
         args += ["--model.teacher_checkpoint", teacher_checkpoint]
     result = subprocess.run(

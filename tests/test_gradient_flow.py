@@ -9,7 +9,10 @@ import torch.nn.functional as F
 
 from bert2textcnn.data.datamodule import TextDataModule
 from bert2textcnn.distill.options import DistillOptions
+from bert2textcnn.distill.phases import PhaseOptions
 from bert2textcnn.distill.schemes import SCHEMES
+
+JOINT_BATCHES_ONLY = {"teacher_epochs": 0, "tail_epochs": 0}
 
 # The loss each scheme back-propagates into each model.
 OBJECTIVE = {
@@ -24,6 +27,8 @@ def build(scheme: str, teacher, data_paths, **hparams):
     # teacher would keep the gate shut); the gate and the ramp have tests of their own below.
     if DistillOptions in SCHEMES[scheme].option_groups:
         hparams.setdefault("teacher_gate", None)
+    if PhaseOptions in SCHEMES[scheme].option_groups:  # the scheme's own batch from the first (phases: below)
+        hparams = JOINT_BATCHES_ONLY | hparams
     L.seed_everything(7, verbose=False)
     data = TextDataModule(train_path=str(data_paths["train"]), val_path=str(data_paths["val"]), batch_size=16)
     model = SCHEMES[scheme](

@@ -42,7 +42,9 @@ def test_lowercasing_cuts_unknown_tokens_on_real_sms(m3e, sms_spam):
 def test_joint_isolated_trains_a_few_steps_with_m3e(tmp_path):
     L.seed_everything(0, verbose=False)
     data = TextDataModule(batch_size=8)  # bundled demo corpus
-    model = SCHEMES["joint_isolated"](labels=data.labels, vocab=data.vocab, max_length=64)
+    model = SCHEMES["joint_isolated"](
+        labels=data.labels, vocab=data.vocab, max_length=64, teacher_epochs=0, tail_epochs=0
+    )
     trainer = L.Trainer(
         max_epochs=1,
         limit_train_batches=3,

@@ -16,7 +16,8 @@ from bert2textcnn.errors import UserError
 def test_nan_loss_stops_with_its_place_and_keeps_the_last_checkpoint(scheme, small_data, tiny_teacher, tmp_path):
     L.seed_everything(0, verbose=False)
     data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]), batch_size=16)
-    model = SCHEMES[scheme](labels=data.labels, vocab=data.vocab, max_length=64, teacher=str(tiny_teacher))
+    phases = {"teacher_epochs": 0, "tail_epochs": 0} if scheme == "joint_isolated" else {}
+    model = SCHEMES[scheme](labels=data.labels, vocab=data.vocab, max_length=64, teacher=str(tiny_teacher), **phases)
     real_terms = model.loss_terms
 
     def poisoned(batch):
@@ -54,8 +55,9 @@ def test_same_seed_same_data_same_result_twice(small_data, tiny_teacher):
     def train() -> dict[str, torch.Tensor]:
         L.seed_everything(5, verbose=False)
         data = TextDataModule(train_path=str(small_data["train"]), val_path=str(small_data["val"]), batch_size=16)
-        model = SCHEMES["joint_isolated"](labels=data.labels, vocab=data.vocab, teacher=str(tiny_teacher))
-        trainer = L.Trainer(max_epochs=2, limit_val_batches=2, logger=False, enable_checkpointing=False,
+        model = SCHEMES["joint_isolated"](labels=data.labels, vocab=data.vocab, teacher=str(tiny_teacher),
+                                          tail_epochs=1)  # fmt: skip  # every phase: teacher, joint, tail
+        trainer = L.Trainer(max_epochs=3, limit_val_batches=2, logger=False, enable_checkpointing=False,
                             enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
         trainer.fit(model, datamodule=data)
         return {**model.state_dict(), "val": trainer.callback_metrics["val/student_macro_f1"]}

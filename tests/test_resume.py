@@ -69,6 +69,8 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
         args += ["--model.teacher_route", json.dumps([*route, teacher_checkpoint])]
     if scheme == "multi_teacher":
         args += ["--model.historical", f"[{trained_checkpoint('student', small_data, tmp_path)}]"]
+    if scheme in ("joint_isolated", "joint_coupled", "multitask"):  # a teacher, a joint (killed), a tail epoch
+        args += ["--model.tail_epochs", "1"]
     whole, interrupted = tmp_path / "whole", tmp_path / "interrupted"
     whole.mkdir(), interrupted.mkdir()
     uninterrupted = fit(whole, *args)
@@ -93,3 +95,33 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
             assert torch.equal(value, actual[key]), key
     if scheme == "offline":
         assert "Reusing cached teacher logits" in resumed.stderr  # the cache survived the kill too
+
+
+def test_sigkill_in_the_tail_resumes_to_the_same_student_and_choice(small_data, tiny_teacher, tmp_path):
+    """Killed in the second tail epoch: the resumed run restores the cached teacher logits, the
+    copies and their optimizers, and ends with the same weights and the same KD setting chosen."""
+    args = [
+        "--scheme", "joint_isolated", "--data.train_path", str(small_data["train"]),
+        "--data.val_path", str(small_data["val"]), "--data.batch_size", "16", "--model.teacher", str(tiny_teacher),
+        "--trainer.max_epochs", "3", "--model.teacher_epochs", "0", "--model.tail_epochs", "2",
+        "--trainer.limit_val_batches", "2", "--test_after_fit", "false",
+    ]  # fmt: skip
+    whole, interrupted = tmp_path / "whole", tmp_path / "interrupted"
+    whole.mkdir(), interrupted.mkdir()
+    assert fit(whole, *args).returncode == 0
+    killer = json.dumps({"class_path": "killer.KillAtBatch", "init_args": {"epoch": 2, "batch": 5}})
+    assert fit(interrupted, *args, f"--trainer.callbacks+={killer}").returncode == -signal.SIGKILL
+    resumed = fit(interrupted, *args, "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "the finished teacher scores" not in resumed.stderr  # its logits came back with the checkpoint
+    checkpoints = [run / "runs" / "joint_isolated" / version / "checkpoints" / "last.ckpt"
+                   for run, version in ((whole, "version_0"), (interrupted, "version_1"))]  # fmt: skip
+    expected, actual = (torch.load(path, weights_only=True) for path in checkpoints)
+    assert actual["epoch"] == expected["epoch"] == 2
+    for key, value in expected["state_dict"].items():
+        assert torch.equal(value, actual["state_dict"][key]), key
+    assert (
+        actual["tail"]["chosen"] == expected["tail"]["chosen"]
+        and actual["tail"]["scores"] == expected["tail"]["scores"]
+    )
+    assert torch.equal(actual["tail"]["train_logits"], expected["tail"]["train_logits"])

@@ -97,7 +97,9 @@ def test_failed_parity_check_writes_nothing(student_checkpoint, tmp_path, monkey
 
 @pytest.mark.slow
 def test_speed_command_writes_comparable_json(small_data, tiny_teacher, tmp_path):
-    checkpoint = trained_checkpoint("joint_isolated", small_data, tmp_path, teacher=str(tiny_teacher))
+    checkpoint = trained_checkpoint(
+        "joint_isolated", small_data, tmp_path, teacher=str(tiny_teacher), teacher_epochs=0, tail_epochs=0
+    )
     output = tmp_path / "speed.json"
     result = subprocess.run(
         [sys.executable, "-m", "bert2textcnn", "speed", "--ckpt_path", checkpoint, "--min_seconds", "0.01",
