@@ -58,11 +58,12 @@ def test_a_scheme_yaml_restates_that_schemes_code_defaults(config, capsys, monke
     """configs/<scheme>.yaml documents the scheme's defaults; a default changed in the code must
     change there too (a value it means to differ belongs in another file, like offline_transfer)."""
     monkeypatch.setattr(sys, "argv", ["bert2textcnn"])
-    written = yaml.safe_load(config.read_text(encoding="utf-8")).get("model", {})
+    written = yaml.safe_load(config.read_text(encoding="utf-8"))
     with pytest.raises(SystemExit):
         main(["fit", "--scheme", config.stem, "--print_config"])
-    code = yaml.safe_load(capsys.readouterr().out)["model"]
-    assert {key: code[key] for key in written} == written
+    code = yaml.safe_load(capsys.readouterr().out)
+    for group in ("model", "data"):  # a scheme's own data defaults too (a joint scheme's transfer set)
+        assert {key: code[group][key] for key in written.get(group, {})} == written.get(group, {}), group
 
 
 @pytest.mark.parametrize(

@@ -166,7 +166,7 @@ def test_multitask_is_one_optimizer_with_a_learning_rate_per_model(tiny_teacher,
         "teacher": (2e-5, 0.01),
         "teacher_no_decay": (2e-5, 0.0),
     }
-    assert model.automatic_optimization
+    assert model.steps() == [(0, "loss")]  # a joint batch: the summed loss, one backward, one step
     # As BERT was trained: no weight decay on biases and LayerNorm weights, decay on every matrix.
     undecayed = {id(p) for g in optimizer.param_groups if g["weight_decay"] == 0 for p in g["params"]}
     norms = [m.weight for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
