@@ -89,8 +89,10 @@ class StudentTail(nn.Module):
             return {"val/tail_choice": 0}
         self.scores = []
         for candidate in self.candidates:
+            training = candidate.training  # scored without dropout, then left as it was
             metrics = ClassificationMetrics(names, synchronised=False)
             metrics.update(logits_in_order(candidate.eval(), texts, len(names), batch_size), labels)
+            candidate.train(training)
             self.scores.append(float(metrics.compute()["macro_f1"]))
         self.choice = max(range(len(self.scores)), key=lambda i: (self.scores[i], -i))
         student.load_state_dict(self.candidates[self.choice].state_dict())
