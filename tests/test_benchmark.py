@@ -259,6 +259,32 @@ def test_distilled_data_variants_are_named_and_reach_only_the_distilled_runs():
     assert by_scheme["student"].data == {} and by_scheme["teacher"].epochs == 1 and by_scheme["offline"].epochs == 2
 
 
+def test_a_joint_run_gets_its_schemes_transfer_set_and_chooses_on_validation():
+    from bert2textcnn.bench.plan import chooses_on_validation, plan
+
+    runs = {run.scheme: run for run in plan(["joint_isolated", "offline"], seeds=1, epochs=5)}
+    assert runs["joint_isolated"].data["augment"]["copies"] == 3 and runs["offline"].data == {}
+    assert chooses_on_validation(runs["joint_isolated"]) and not chooses_on_validation(runs["offline"])
+    single = plan(["joint_isolated"], seeds=1, epochs=5, model={"tail_kd": [{"alpha": 1.0, "temperature": 2.0}]})
+    assert not chooses_on_validation(single[-1])
+
+
+def test_a_joint_run_chooses_its_kd_setting_on_the_test_files_odd_rows_only(tiny_teacher, tmp_path):
+    from bert2textcnn.checkpoint import read_checkpoint
+    from bert2textcnn.data.datamodule import demo_path
+    from bert2textcnn.data.records import read_records
+
+    output = tmp_path / "joint"
+    extra = ["--epochs", "3", "--model", "{tail_epochs: 1}", "--distilled_data", "{augment: {copies: 1}}"]
+    benchmark(output, tiny_teacher, "[joint_isolated]", "--speed", "false", *extra)
+    choice = read_records(output / "choice_rows.csv")
+    assert [r.text for r in choice] == [r.text for r in read_records(demo_path("test"))[1::2]]
+    [record] = (output / "runs").glob("joint_isolated*-seed0.json")
+    tail = read_checkpoint(json.loads(record.read_text(encoding="utf-8"))["checkpoint"])["tail"]
+    assert tail["chosen"] in tail["settings"] and len(tail["scores"]) == 2
+    assert len(tail["val_logits"]) == len(choice)  # the rows it chose on: the odd ones
+
+
 def test_a_list_of_model_options_trains_each_variant_beside_one_teacher_and_plain_student():
     from bert2textcnn.bench.plan import plan
 
