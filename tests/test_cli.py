@@ -229,8 +229,8 @@ def test_joint_coupled_with_a_label_fraction_and_hard_pseudo_labels(workdir):
     result = run_cli(
         "fit", "--scheme", "joint_coupled", *common(workdir), "--data.label_fraction", "0.5",
         "--data.unlabeled_share", "0.5", "--model.unlabeled_target", "hard",
-        "--trainer.logger.init_args.name", "coupled_transfer", "--test_after_fit", "false", *JOINT_BATCHES_ONLY, "--data.augment", "null",
-        cwd=workdir,
+        "--trainer.logger.init_args.name", "coupled_transfer", "--test_after_fit", "false",
+        *JOINT_BATCHES_ONLY, "--data.augment", "null", cwd=workdir,
     )  # fmt: skip
     assert "Training rows: 48 labelled, 48 unlabelled (48 dropped labels" in result.stderr
     [run_dir] = (workdir / "runs" / "coupled_transfer").glob("version_*")
