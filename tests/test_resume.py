@@ -118,6 +118,7 @@ def test_sigkill_in_the_tail_resumes_to_the_same_student_and_choice(small_data, 
                    for run, version in ((whole, "version_0"), (interrupted, "version_1"))]  # fmt: skip
     expected, actual = (torch.load(path, weights_only=True) for path in checkpoints)
     assert actual["epoch"] == expected["epoch"] == 2
+    assert actual["phase"] == {"phase": "tail", "plan": "0 teacher, 1 joint and 2 tail epoch(s)"}
     for key, value in expected["state_dict"].items():
         assert torch.equal(value, actual["state_dict"][key]), key
     assert (

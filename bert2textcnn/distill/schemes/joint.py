@@ -203,6 +203,8 @@ class JointScheme(DistillationModule):
     # ---- checkpoints ---------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
+        if self.plan is not None:  # the phase of the epoch this checkpoint ends, and the plan
+            checkpoint["phase"] = {"phase": self.phase, "plan": self.plan.describe()}
         if self.tail is not None:
             checkpoint["tail"] = self.tail.state()
 
