@@ -24,6 +24,7 @@ from typing import Literal
 from bert2textcnn.errors import UserError
 
 Phase = Literal["teacher", "joint", "tail"]
+PHASES: tuple[Phase, ...] = ("teacher", "joint", "tail")  # in run order; ``train/phase`` logs the index
 KD_KEYS = {"alpha", "temperature"}
 
 

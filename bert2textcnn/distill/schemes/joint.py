@@ -21,7 +21,7 @@ from bert2textcnn.distill.finite import finite_or_stop
 from bert2textcnn.distill.losses import labelled_ce
 from bert2textcnn.distill.optimization import adamw_with_schedule, training_batches
 from bert2textcnn.distill.options import OptimizationOptions, StudentOptions, TeacherTrainingOptions
-from bert2textcnn.distill.phases import Phase, PhaseOptions, PhasePlan
+from bert2textcnn.distill.phases import PHASES, Phase, PhaseOptions, PhasePlan
 from bert2textcnn.distill.schemes.base import DistillationModule
 from bert2textcnn.distill.tail import StudentTail
 from bert2textcnn.distill.teachers import JointTeacher, TeacherSource
@@ -111,7 +111,8 @@ class JointScheme(DistillationModule):
             spans = {"teacher": (0, bert_epochs * per_epoch), "student": (plan.teacher_epochs * per_epoch,
                      plan.joint_epochs * per_epoch)}  # fmt: skip
             if self.tail is not None:
-                tail_span = (bert_epochs * per_epoch, plan.tail_epochs * self.tail_epoch_batches(per_epoch))
+                tail_batches = self.tail_epoch_batches(per_epoch, plan.tail_start)
+                tail_span = (bert_epochs * per_epoch, plan.tail_epochs * tail_batches)
                 spans |= {f"tail{i}": tail_span for i in range(len(self.tail.candidates))}
         self.run_batches = spans["student"][1]  # the KD ramp is a share of the joint batches
         modules = self.trained_modules()
@@ -127,10 +128,10 @@ class JointScheme(DistillationModule):
         )
         return configs if isinstance(configs, list) else [configs]
 
-    def tail_epoch_batches(self, per_epoch: int) -> int:
+    def tail_epoch_batches(self, per_epoch: int, tail_start: int) -> int:
         """Batches in a tail epoch: a labelled epoch's, scaled by the rows the transfer set adds."""
         data, limit = self.trainer.datamodule, self.trainer.limit_train_batches
-        rows = len(data.train_loader(self.plan.tail_start)) / max(1, len(data.train_loader(0)))
+        rows = len(data.train_loader(tail_start)) / max(1, len(data.train_loader(0)))
         batches = max(1, round(per_epoch * rows))
         return min(batches, limit) if isinstance(limit, int) else batches
 
@@ -143,7 +144,7 @@ class JointScheme(DistillationModule):
             batch["outputs"] = {}
             terms = self.teacher_phase_terms(batch) if phase == "teacher" else self.tail.loss_terms(batch)
             terms = finite_or_stop(terms, self, batch_idx)
-        return {**terms, "phase": torch.tensor(float(["teacher", "joint", "tail"].index(phase)))}
+        return {**terms, "phase": torch.tensor(float(PHASES.index(phase)))}
 
     def teacher_phase_terms(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """The teacher learns its labels; the student is not run, so no loss can reach it."""
