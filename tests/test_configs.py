@@ -71,8 +71,16 @@ def test_a_scheme_yaml_restates_that_schemes_code_defaults(config, capsys, monke
     [
         ("student", ["--model.student_layers", "--model.compare_to"], ["--model.alpha", "--model.teacher_lr"]),
         ("teacher", ["--model.teacher_lr"], ["--model.student", "--model.alpha", "--model.compare_to"]),
-        ("offline", ["--model.alpha", "--model.cache_dir"], ["--model.teacher_lr", "--model.beta"]),
-        ("joint_isolated", ["--model.teacher_lr", "--model.kd_warmup"], ["--model.beta", "--model.cache_dir"]),
+        (
+            "offline",
+            ["--model.alpha", "--model.cache_dir"],
+            ["--model.teacher_lr", "--model.beta", "--model.tail_epochs"],
+        ),
+        (
+            "joint_isolated",
+            ["--model.teacher_lr", "--model.kd_warmup", "--model.teacher_epochs", "--model.tail_kd"],
+            ["--model.beta", "--model.cache_dir"],
+        ),
         ("joint_coupled", ["--model.beta"], ["--model.historical", "--model.cache_dir"]),
         ("multi_teacher", ["--model.historical", "--model.teacher_checkpoint"], ["--model.beta"]),
     ],
