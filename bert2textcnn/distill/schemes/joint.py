@@ -3,7 +3,7 @@ in phases (``distill.phases``): the teacher alone, the scheme's own joint batch,
 alone against the finished teacher's cached logits (``distill.tail``).
 
 A scheme file states its joint batch (``loss_terms``) and which optimizer each of its losses moves
-(``joint_steps``); the phases, the optimizers and their schedules are here. Optimisation is manual
+(``joint_optimizers``); the phases, the optimizers and their schedules are here. Optimisation is manual
 (as in Lightning's GAN example): each phase steps only the optimizers of the models it trains, and
 every learning-rate schedule spans its own model's phases.
 """
